@@ -1,0 +1,223 @@
+"""Model registry: one table of every architecture lenet2vit knows.
+
+A model file registers each public builder with :func:`register_model`, giving the facts a
+reader (and the test suite) needs: the paper, its year, the default input size and the
+reference parameter count with where that figure comes from. ``create_model`` builds a model
+by name; ``list_models`` filters names with a shell pattern; ``model_info`` returns the facts.
+
+Each architecture has one form for its paper's input size and, where the ImageNet stem would
+destroy a 32x32 image, a CIFAR form registered under the suffix ``_cifar`` (for example
+``resnet18_cifar``). :func:`resolve_model_name` picks the sensible form for an image size.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch.nn as nn
+
+__all__ = [
+    "ModelInfo",
+    "UnknownModelError",
+    "register_model",
+    "create_model",
+    "list_models",
+    "model_info",
+    "resolve_model_name",
+    "CIFAR_SUFFIX",
+]
+
+CIFAR_SUFFIX = "_cifar"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The facts about one registered architecture.
+
+    ``ref_params`` is the parameter count the model must have when built with
+    ``ref_num_classes`` outputs (1000 for ImageNet models) and ``in_chans`` input channels;
+    ``ref_source`` says where that figure comes from (torchvision, timm, the paper, or our own
+    derivation). ``reference`` names an implementation with the same function, e.g.
+    ``("torchvision", "resnet18")``, used by the weight-loading tests and by ``--pretrained``.
+    """
+
+    name: str
+    family: str
+    paper: str
+    year: int
+    input_size: int
+    ref_params: int
+    ref_source: str
+    ref_num_classes: int = 1000
+    in_chans: int = 3
+    reference: tuple[str, str] | None = None
+    cifar_form: str | None = None  # name of this architecture's 32x32 form, if it has one
+    is_cifar_form: bool = False
+    min_input_size: int = 32  # smallest square input the built model accepts
+    description: str = ""
+    builder: Callable[..., nn.Module] | None = field(default=None, repr=False, compare=False)
+
+
+class UnknownModelError(KeyError):
+    """Raised for a model name that is not registered; the message suggests close names."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want a plain sentence
+        return str(self.args[0])
+
+
+_MODELS: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    *,
+    family: str,
+    paper: str,
+    year: int,
+    input_size: int,
+    ref_params: int,
+    ref_source: str,
+    ref_num_classes: int = 1000,
+    in_chans: int = 3,
+    reference: tuple[str, str] | None = None,
+    cifar_form: str | None = None,
+    min_input_size: int = 32,
+    description: str = "",
+    name: str | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a builder ``fn(num_classes=..., in_chans=..., **kwargs)``.
+
+    The model's name is the function's name unless ``name`` is given. Names ending in
+    ``_cifar`` are marked as CIFAR forms.
+    """
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or fn.__name__
+        if key in _MODELS:
+            raise ValueError(f"model {key!r} is registered twice")
+        doc = description or (fn.__doc__ or "").strip().split("\n")[0]
+        _MODELS[key] = ModelInfo(
+            name=key,
+            family=family,
+            paper=paper,
+            year=year,
+            input_size=input_size,
+            ref_params=ref_params,
+            ref_source=ref_source,
+            ref_num_classes=ref_num_classes,
+            in_chans=in_chans,
+            reference=reference,
+            cifar_form=cifar_form,
+            is_cifar_form=key.endswith(CIFAR_SUFFIX),
+            min_input_size=min_input_size,
+            description=doc,
+            builder=fn,
+        )
+        return fn
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # Importing the models package runs every @register_model in it.
+    import lenet2vit.models  # noqa: F401
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_MODELS), n=4, cutoff=0.5)
+    if not close:
+        close = [n for n in _MODELS if name.lower() in n.lower()][:4]
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return f"Unknown model {name!r}.{hint} Run `lenet2vit list` to see every model."
+
+
+def model_info(name: str) -> ModelInfo:
+    """Return the :class:`ModelInfo` of a registered model (error suggests close names)."""
+    _ensure_loaded()
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise UnknownModelError(_suggest(name)) from None
+
+
+def list_models(pattern: str = "*", *, family: str | None = None, cifar: bool | None = None) -> list[str]:
+    """Names of registered models matching a shell pattern such as ``"resnet*"``.
+
+    ``family`` filters by family (case-insensitive); ``cifar=True/False`` keeps only the
+    32x32 forms or only the others. Names are returned in registration (paper) order.
+    """
+    _ensure_loaded()
+    out = []
+    for key, info in _MODELS.items():
+        if not fnmatch.fnmatchcase(key, pattern):
+            continue
+        if family is not None and info.family.lower() != family.lower():
+            continue
+        if cifar is not None and info.is_cifar_form != cifar:
+            continue
+        out.append(key)
+    return out
+
+
+def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, **kwargs) -> nn.Module:
+    """Build a registered model with random weights.
+
+    ``num_classes`` defaults to the reference class count (1000 for ImageNet models) and
+    ``in_chans`` to the model's default (3, or 1 for LeNet-5). Extra keyword arguments go to
+    the family's constructor (e.g. ``img_size`` for ViT, ``aux_logits`` for GoogLeNet).
+    """
+    info = model_info(name)
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if in_chans is not None and in_chans < 1:
+        raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+    model = info.builder(
+        num_classes=info.ref_num_classes if num_classes is None else num_classes,
+        in_chans=info.in_chans if in_chans is None else in_chans,
+        **kwargs,
+    )
+    model.model_name = name  # lets checkpoints and reports name the architecture
+    return model
+
+
+def resolve_model_name(name: str, image_size: int | None, form: str = "auto") -> tuple[str, str]:
+    """Pick the ImageNet or CIFAR form of ``name`` for images of ``image_size`` pixels.
+
+    ``form`` is ``"auto"`` (CIFAR form for images of 64 px or less when one exists),
+    ``"imagenet"`` (the paper's form) or ``"cifar"``. Returns ``(name, reason)`` where
+    ``reason`` is one line a CLI prints so the choice is never silent.
+    """
+    if form not in ("auto", "imagenet", "cifar"):
+        raise ValueError(f"form must be auto, imagenet or cifar, got {form!r}")
+    info = model_info(name)
+    base = name[: -len(CIFAR_SUFFIX)] if info.is_cifar_form else name
+    base_info = model_info(base) if base in _MODELS else info
+    cifar = base_info.cifar_form
+    if form == "imagenet":
+        return base, f"{base}: paper form as requested (--form imagenet)"
+    if form == "cifar":
+        if info.is_cifar_form:
+            return name, f"{name}: CIFAR form as requested"
+        if cifar is None:
+            return name, f"{name}: has no separate CIFAR form; it takes {info.input_size}px inputs as it is"
+        return cifar, f"{cifar}: CIFAR form of {name} as requested (--form cifar)"
+    # auto
+    if info.is_cifar_form:
+        return name, f"{name}: CIFAR form, as named"
+    if cifar is not None and image_size is not None and image_size <= 64:
+        return cifar, (
+            f"{cifar}: CIFAR form of {name} chosen for {image_size}px images "
+            f"({model_info(cifar).description}); pass --form imagenet to keep the paper's stem"
+        )
+    return name, f"{name}: paper form ({info.input_size}px default input)"
+
+
+def _replace_info(name: str, **changes) -> None:
+    """Update a registered entry (used by tests that register throwaway models)."""
+    _MODELS[name] = replace(_MODELS[name], **changes)
+
+
+def _unregister(name: str) -> None:
+    _MODELS.pop(name, None)

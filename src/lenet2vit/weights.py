@@ -1,0 +1,132 @@
+"""Load weights from a local file: torchvision / timm state_dicts or our own checkpoints.
+
+Nothing is downloaded: a user with internet fetches the published file (e.g. torchvision's
+``resnet18-f37072fd.pth``) and passes its path. Third-party ``.pth`` files are read with
+``torch.load(weights_only=True)``, so loading never unpickles arbitrary objects; our own
+checkpoints are safetensors.
+
+A model whose parameter names differ from the reference's defines
+``convert_state_dict(state_dict, source) -> state_dict`` (a method on the model); this module
+calls it before loading.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+__all__ = ["load_weights", "read_state_dict", "WeightsError"]
+
+SOURCES = ("auto", "lenet2vit", "torchvision", "timm")
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be used with this model; the message says why and what to do."""
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state_dict from ``.safetensors``, ``.pth``/``.pt``/``.bin`` or a run folder."""
+    p = Path(path)
+    if p.is_dir():
+        for candidate in ("best.safetensors", "model.safetensors"):
+            if (p / candidate).is_file():
+                p = p / candidate
+                break
+        else:
+            raise WeightsError(f"{path}: folder has no best.safetensors or model.safetensors; pass a weights file")
+    if not p.is_file():
+        raise WeightsError(f"{path}: no such weights file; check the path")
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(p))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise WeightsError(f"{path}: not a readable safetensors file ({e}); re-save or re-download it") from None
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors come in many types
+        raise WeightsError(
+            f"{path}: could not be read as a plain PyTorch state_dict with weights_only=True ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); only tensor state_dicts are accepted"
+        ) from None
+    for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: does not hold a state_dict of tensors")
+    return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in obj.items()}
+
+
+def _guess_source(state_dict: dict[str, torch.Tensor]) -> str:
+    keys = set(state_dict)
+    if any(k.startswith(("encoder.layers.", "conv_proj.")) for k in keys):
+        return "torchvision"
+    if any(k.startswith(("blocks.", "patch_embed.")) for k in keys) or "cls_token" in keys:
+        return "timm"
+    return "lenet2vit"
+
+
+def load_weights(
+    model: nn.Module,
+    path: str | os.PathLike | dict,
+    source: str = "auto",
+    *,
+    strict: bool = True,
+    skip_classifier: bool = False,
+) -> dict[str, list[str]]:
+    """Load a weights file (or a state_dict) into ``model`` and return what was skipped.
+
+    ``source`` says whose parameter names the file uses ("torchvision", "timm", "lenet2vit"
+    or "auto" to guess). With ``skip_classifier=True`` the classifier weights are left out when
+    their shape differs (fine-tuning to another class count). Mismatched names or shapes raise
+    :class:`WeightsError` with the offending keys listed.
+    """
+    if source not in SOURCES:
+        raise WeightsError(f"unknown weights source {source!r}; choose one of {', '.join(SOURCES)}")
+    state_dict = dict(path) if isinstance(path, dict) else read_state_dict(path)
+    if source == "auto":
+        source = _guess_source(state_dict)
+    convert = getattr(model, "convert_state_dict", None)
+    if convert is not None and source != "lenet2vit":
+        state_dict = convert(state_dict, source)
+
+    own = model.state_dict()
+    skipped: list[str] = []
+    if skip_classifier:
+        head = getattr(model, "get_classifier", lambda: None)()
+        head_keys = set()
+        if isinstance(head, nn.Module):
+            head_ids = {id(t) for t in head.state_dict(keep_vars=True).values()}
+            head_keys = {k for k, v in model.state_dict(keep_vars=True).items() if id(v) in head_ids}
+        for k in list(state_dict):
+            if k in head_keys and k in own and own[k].shape != state_dict[k].shape:
+                skipped.append(k)
+                del state_dict[k]
+
+    shape_bad = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and own[k].shape != v.shape
+    ]
+    missing = [k for k in own if k not in state_dict and k not in skipped]
+    unexpected = [k for k in state_dict if k not in own]
+    name = getattr(model, "model_name", type(model).__name__)
+    if shape_bad:
+        raise WeightsError(
+            f"weights do not fit {name}: {len(shape_bad)} tensor(s) have other shapes, e.g. "
+            + "; ".join(shape_bad[:3])
+            + ". Was it saved from another model or class count? (fine-tuning: skip_classifier=True / --pretrained with a new --num-classes)"
+        )
+    if strict and (missing or unexpected):
+        raise WeightsError(
+            f"weights do not fit {name} (source={source}): {len(missing)} missing key(s) {missing[:4]}, "
+            f"{len(unexpected)} unexpected key(s) {unexpected[:4]}. Check the model name and --weights-source."
+        )
+    model.load_state_dict(state_dict, strict=False)
+    return {"missing": missing, "unexpected": unexpected, "skipped": skipped}
