@@ -1,0 +1,3 @@
+from lenet2vit.cli import main
+
+raise SystemExit(main())

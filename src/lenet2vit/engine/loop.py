@@ -1,0 +1,424 @@
+"""The training loop: pure step functions and a resumable ``fit``.
+
+``train_one_epoch`` and ``evaluate`` take every piece of state as an argument and return
+plain dicts of figures; ``fit`` strings epochs together, writes the log and an atomic
+checkpoint after every epoch, and resumes from that checkpoint to exactly the result an
+uninterrupted run would reach (the loader's randomness is a function of seed and epoch, and
+the global RNG used by dropout is stored in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lenet2vit.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, save_weights
+from lenet2vit.engine.config import TrainConfig
+
+__all__ = [
+    "resolve_device",
+    "resolve_amp",
+    "use_channels_last",
+    "build_optimizer",
+    "build_scheduler",
+    "train_one_epoch",
+    "evaluate",
+    "fit",
+    "TrainingError",
+    "FitState",
+]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, out of memory); the message says what to do."""
+
+
+# ----------------------------------------------------------------------------- device & precision
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; a named device that is absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} asked for but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device`` (``None`` means plain fp32)."""
+    if amp == "fp32":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    # auto
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return None
+
+
+def use_channels_last(setting: str, model: nn.Module) -> bool:
+    """channels_last pays for CNNs (several spatial convs), not for transformers."""
+    if setting != "auto":
+        return setting == "on"
+    spatial = sum(1 for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
+    return spatial >= 2 and not any("Attention" in type(m).__name__ for m in model.modules())
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- optimizer & schedule
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD/Adam/AdamW; weight decay is not applied to biases and norm parameters."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base lr after ``step`` optimizer steps (a pure function of the config)."""
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "none":
+        return 1.0
+    if cfg.schedule == "step":
+        epoch = step // steps_per_epoch
+        return cfg.gamma ** sum(1 for m in cfg.milestones if epoch >= m)
+    if warm and step < warm:
+        return (step + 1) / warm
+    progress = min((step - warm) / max(total - warm, 1), 1.0)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return max(1.0 - progress, 0.0)  # onecycle: linear warm-up then linear decay to zero
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, cfg: TrainConfig):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
+
+
+# ----------------------------------------------------------------------------- one epoch
+
+
+def _split_output(out) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    # GoogLeNet returns (logits, [aux1, aux2]) in training with aux heads on.
+    if isinstance(out, tuple):
+        return out[0], list(out[1])
+    return out, []
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    scaler: torch.amp.GradScaler | None = None,
+    epoch: int = 0,
+    progress: bool = True,
+    on_bad_loss: Callable[[int, float], str] | None = None,
+) -> dict:
+    """Train for one pass over ``loader``; returns loss, accuracy, images/s and skipped steps.
+
+    A non-finite loss raises :class:`TrainingError` (``cfg.nonfinite == "stop"``) or skips
+    that batch's update (``"skip"``).
+    """
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen, skipped = 0, 0
+    check_every = 1 if (device.type == "cpu" or cfg.nonfinite == "skip") else 25
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", leave=False, disable=not progress, unit="batch")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for step, (x, y) in enumerate(loader):
+        with _autocast(device, amp_dtype):
+            logits, aux = _split_output(model(x))
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if aux:
+                w = getattr(model, "aux_loss_weight", cfg.aux_weight)
+                loss = loss + w * sum(F.cross_entropy(a, y, label_smoothing=cfg.label_smoothing) for a in aux)
+        if step % check_every == 0 and not torch.isfinite(loss).item():
+            if cfg.nonfinite == "skip":
+                skipped += 1
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                bar.update(1)
+                continue
+            where = on_bad_loss(step, loss.item()) if on_bad_loss else ""
+            raise TrainingError(
+                f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}. {where}"
+                "Lower --lr, use --amp fp32, or pass --nonfinite skip to skip bad batches."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+        scheduler.step()
+        n = y.shape[0]
+        loss_sum += loss.detach().float() * n
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += n
+        bar.update(1)
+        if progress and step % 20 == 0:
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    bar.close()
+    mean_loss = loss_sum.item() / max(seen, 1)
+    if not math.isfinite(mean_loss) and cfg.nonfinite == "stop":
+        where = on_bad_loss(-1, mean_loss) if on_bad_loss else ""
+        raise TrainingError(
+            f"loss became {mean_loss} during epoch {epoch + 1}. {where}"
+            "Lower --lr, use --amp fp32, or pass --nonfinite skip to skip bad batches."
+        )
+    return {
+        "train_loss": mean_loss,
+        "train_acc": correct.item() / max(seen, 1),
+        "train_seconds": seconds,
+        "train_images_per_s": seen / max(seconds, 1e-9),
+        "skipped_steps": skipped,
+    }
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader,
+    *,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    return_predictions: bool = False,
+    progress: bool = False,
+) -> dict:
+    """Loss, top-1 and top-5 accuracy over ``loader`` (optionally the predictions too)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    top1 = torch.zeros((), device=device, dtype=torch.long)
+    top5 = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    preds, targets, probs = [], [], []
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress, unit="batch"):
+        with _autocast(device, amp_dtype):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        hit = top == y[:, None]
+        top1 += hit[:, 0].sum()
+        top5 += hit.any(dim=1).sum()
+        seen += y.shape[0]
+        if return_predictions:
+            preds.append(top[:, 0].cpu())
+            targets.append(y.cpu())
+            probs.append(logits.softmax(1).cpu())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    out = {
+        "loss": loss_sum.item() / max(seen, 1),
+        "top1": top1.item() / max(seen, 1),
+        "top5": top5.item() / max(seen, 1),
+        "n": seen,
+        "seconds": seconds,
+        "images_per_s": seen / max(seconds, 1e-9),
+    }
+    if return_predictions:
+        out["predictions"] = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+        out["targets"] = torch.cat(targets) if targets else torch.empty(0, dtype=torch.long)
+        out["probabilities"] = torch.cat(probs) if probs else torch.empty(0)
+    return out
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+@dataclass
+class FitState:
+    """What ``fit`` carries from epoch to epoch (and stores in the checkpoint)."""
+
+    epoch: int = 0  # epochs completed
+    best_val_top1: float = -1.0
+    best_epoch: int = 0
+    train_seconds: float = 0.0
+    history: list | None = None
+
+
+LOG_FIELDS = [
+    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5",
+    "epoch_seconds", "train_images_per_s", "skipped_steps",
+]
+
+
+def _write_logs(out_dir: Path, history: list[dict]) -> None:
+    atomic_write_text(out_dir / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(out_dir / "log.csv", buf.getvalue())
+
+
+def fit(
+    model: nn.Module,
+    train_loader,
+    val_loader,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    device: torch.device,
+    metadata: dict | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    stop_after_epochs: int | None = None,
+) -> dict:
+    """Train ``model`` for ``cfg.epochs`` epochs, checkpointing atomically after each one.
+
+    Writes ``checkpoint.safetensors`` (resumable state), ``best.safetensors`` (weights of the
+    best validation epoch, with ``metadata``), ``log.jsonl`` and ``log.csv`` into ``out_dir``.
+    With ``resume`` a checkpoint already in ``out_dir`` is continued. Returns the history and
+    best epoch. ``stop_after_epochs`` ends early (used to test resumption).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.safetensors"
+    amp_dtype = resolve_amp(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, len(train_loader), cfg)
+    state = FitState(history=[])
+
+    if resume and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        if scaler is not None and ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
+        if ck["rng"] is not None:
+            torch.set_rng_state(ck["rng"])
+        state = FitState(**ck["fit_state"])
+        if state.epoch < cfg.epochs:
+            log(f"resuming from {ckpt_path} after epoch {state.epoch}")
+
+    train_model = torch.compile(model) if cfg.compile else model
+
+    def last_good(step: int, value: float) -> str:
+        if ckpt_path.exists():
+            return f"The last good checkpoint is {ckpt_path} (epoch {state.epoch}). "
+        return "No checkpoint was written yet. "
+
+    meta = dict(metadata or {})
+    while state.epoch < cfg.epochs:
+        epoch = state.epoch
+        train_loader.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        try:
+            stats = train_one_epoch(
+                train_model, train_loader, optimizer, scheduler, cfg, device=device, amp_dtype=amp_dtype,
+                scaler=scaler, epoch=epoch, progress=progress, on_bad_loss=last_good,
+            )
+        except torch.OutOfMemoryError:
+            raise TrainingError(
+                f"out of memory at batch size {cfg.batch_size}; try --batch-size {max(cfg.batch_size // 2, 1)}"
+            ) from None
+        row = {"epoch": epoch + 1, "lr": lr, **stats}
+        if val_loader is not None and len(val_loader) > 0:
+            val = evaluate(model, val_loader, device=device, amp_dtype=amp_dtype)
+            row.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
+        row["epoch_seconds"] = time.perf_counter() - t0
+        state.train_seconds += stats["train_seconds"]
+        state.epoch = epoch + 1
+        state.history.append(row)
+        score = row.get("val_top1", row["train_acc"])
+        improved = score > state.best_val_top1
+        if improved:
+            state.best_val_top1, state.best_epoch = score, epoch + 1
+            save_weights(out_dir / "best.safetensors", model.state_dict(), dict(meta, epoch=epoch + 1))
+        save_checkpoint(
+            ckpt_path,
+            model.state_dict(),
+            optimizer.state_dict(),
+            {"scheduler": scheduler.state_dict(), "fit_state": state.__dict__, "config": cfg.to_dict()},
+            rng_state=torch.get_rng_state(),
+            scaler_state=scaler.state_dict() if scaler is not None else None,
+        )
+        _write_logs(out_dir, state.history)
+        val_txt = f" val {row['val_top1']:.2%} (top-5 {row['val_top5']:.2%})" if "val_top1" in row else ""
+        log(
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {row['train_acc']:.2%}{val_txt} "
+            f"| {row['train_images_per_s']:.0f} img/s, {row['epoch_seconds']:.1f}s{' *' if improved else ''}"
+        )
+        if stop_after_epochs is not None and state.epoch >= stop_after_epochs:
+            break
+    return {
+        "history": state.history,
+        "best_epoch": state.best_epoch,
+        "best_val_top1": state.best_val_top1,
+        "train_seconds": state.train_seconds,
+        "epochs_done": state.epoch,
+    }

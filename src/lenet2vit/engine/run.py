@@ -1,0 +1,369 @@
+"""A training run: data + model + protocol -> a self-describing run folder.
+
+This is what ``lenet2vit train`` and ``lenet2vit eval`` call, and what ``compare`` calls once
+per (model, seed). A run folder holds:
+
+    config.json            model name and kwargs, classes, input size, mean/std, protocol, versions
+    checkpoint.safetensors resumable state after the last finished epoch
+    best.safetensors       weights of the best validation epoch (metadata: the same config)
+    log.jsonl, log.csv     one row per epoch
+    results.json           test-split figures, written once at the end
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+import lenet2vit
+from lenet2vit.engine.checkpoint import atomic_write_json, read_metadata
+from lenet2vit.engine.config import TrainConfig
+from lenet2vit.engine.loop import evaluate, fit, resolve_amp, resolve_device, use_channels_last
+from lenet2vit.profile import count_macs, count_params
+from lenet2vit.registry import create_model, model_info, resolve_model_name
+from lenet2vit.weights import load_weights, read_state_dict
+
+__all__ = ["train_run", "evaluate_run", "load_run", "RunError", "prepare_data", "make_loader", "environment"]
+
+SPLIT_SEED = 0  # the train/val split is the same for every model and training seed
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked; the message says what to do."""
+
+
+def environment(device: torch.device | None = None) -> dict:
+    """Library versions, device and git commit, stored with every result."""
+    import torchvision
+
+    env = {
+        "lenet2vit": lenet2vit.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if device is not None:
+        env["device"] = str(device)
+        if device.type == "cuda":
+            env["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        env["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        env["git_commit"] = None
+    return env
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def prepare_data(dataset: str, data_dir, cfg: TrainConfig, *, download: bool = False, strict: bool = False):
+    """Train / val / test arrays for a protocol (val held out of train with a fixed seed)."""
+    from lenet2vit.data import load_train_val_test
+
+    return load_train_val_test(
+        dataset, data_dir, val_fraction=cfg.val_fraction, seed=SPLIT_SEED, download=download, strict=strict,
+        limit=cfg.limit,
+    )
+
+
+def make_loader(arrays, cfg: TrainConfig, *, train: bool, device, mean, std, channels_last: bool,
+                input_size: int, seed: int | None = None):
+    from lenet2vit.data import Augment, DeviceLoader
+
+    aug = Augment(crop_padding=cfg.crop_padding, flip=cfg.flip) if train and (cfg.crop_padding or cfg.flip) else None
+    return DeviceLoader(
+        arrays, cfg.batch_size if train else cfg.eval_batch_size, shuffle=train,
+        seed=cfg.seed if seed is None else seed, device=device, mean=mean, std=std, augment=aug, drop_last=False,
+        channels_last=channels_last, image_size=None if input_size == arrays.image_size else input_size,
+    )
+
+
+def choose_input_size(name: str, data_size: int, requested: int | None) -> int:
+    """The data's own size when the model accepts it, else the model's default input size."""
+    if requested:
+        return requested
+    info = model_info(name)
+    return data_size if data_size >= info.min_input_size else info.input_size
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def _model_kwargs(name: str, training: bool) -> dict:
+    if model_info(name).family.lower().startswith("googlenet") and training:
+        return {"aux_logits": True}  # the paper's auxiliary classifiers, weighted 0.3 in the loss
+    return {}
+
+
+def build_model(name: str, num_classes: int, in_chans: int, model_kwargs: dict) -> nn.Module:
+    return create_model(name, num_classes=num_classes, in_chans=in_chans, **model_kwargs)
+
+
+def _init_from(model: nn.Module, name: str, source, log) -> list[str]:
+    """Initialise from another trained run (the VGG paper's trick), copying shared layers."""
+    sd = read_state_dict(source)
+    if model_info(name).family == "VGG":
+        from lenet2vit.models.vgg import init_from
+
+        copied = init_from(model, sd)
+    else:
+        own = model.state_dict()
+        keep = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(keep, strict=False)
+        copied = sorted(keep)
+    log(f"initialised {len(copied)} tensors from {source}: {', '.join(copied[:12])}{' ...' if len(copied) > 12 else ''}")
+    return copied
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", weights: str = "best") -> tuple[nn.Module, dict]:
+    """Rebuild a trained model from its run folder (or a ``best.safetensors`` file).
+
+    Returns ``(model, config)`` where ``config`` holds classes, input size and mean/std, so a
+    run is all a user needs to predict, explain or export.
+    """
+    path = Path(run_dir)
+    if path.is_dir():
+        cfg_path = path / "config.json"
+        if not cfg_path.exists():
+            raise RunError(f"{run_dir}: not a run folder (no config.json); pass the --out folder of `lenet2vit train`")
+        config = json.loads(cfg_path.read_text())
+        wfile = path / f"{weights}.safetensors"
+        if not wfile.exists():
+            raise RunError(f"{run_dir}: has no {wfile.name} yet; train it first (or resume with `lenet2vit train`)")
+    elif path.is_file() and path.suffix == ".safetensors":
+        wfile, config = path, read_metadata(path)
+        if "model" not in config:
+            raise RunError(f"{run_dir}: weights file carries no lenet2vit config; pass its run folder instead")
+    else:
+        raise RunError(f"{run_dir}: no such run folder or .safetensors file")
+    model = build_model(config["model"], config["num_classes"], config["in_chans"], config.get("model_kwargs", {}))
+    load_weights(model, wfile, source="lenet2vit")
+    return model.to(device).eval(), config
+
+
+# ----------------------------------------------------------------------------- train / evaluate
+
+
+def _check_protocol(out: Path, new: dict) -> None:
+    path = out / "config.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    new = json.loads(json.dumps(new))  # tuples -> lists, as stored
+    keys = ("model", "model_kwargs", "num_classes", "in_chans", "input_size", "dataset", "train")
+    diffs = []
+    for k in keys:
+        if old.get(k) != new.get(k):
+            if isinstance(old.get(k), dict) and isinstance(new.get(k), dict):
+                for kk in sorted(set(old[k]) | set(new[k])):
+                    if old[k].get(kk) != new[k].get(kk):
+                        diffs.append(f"{k}.{kk}: {old[k].get(kk)!r} -> {new[k].get(kk)!r}")
+            else:
+                diffs.append(f"{k}: {old.get(k)!r} -> {new.get(k)!r}")
+    if diffs:
+        raise RunError(
+            f"{out} already holds a run with another protocol ({'; '.join(diffs[:4])}). "
+            "Use another --out, or delete the folder to start over."
+        )
+
+
+def train_run(
+    model: str,
+    *,
+    out: str | Path,
+    cfg: TrainConfig,
+    dataset: str = "cifar10",
+    data_dir=None,
+    form: str = "auto",
+    input_size: int | None = None,
+    pretrained: str | None = None,
+    weights_source: str = "auto",
+    init_from: str | None = None,
+    download: bool = False,
+    strict: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+    data=None,
+    log: Callable[[str], None] = print,
+    stop_after_epochs: int | None = None,
+) -> dict:
+    """Train one model under one protocol into ``out`` and evaluate it once on the test split.
+
+    ``data`` may pass pre-loaded ``(train, val, test)`` arrays (``compare`` loads them once).
+    Returns the figures also written to ``out/results.json``.
+    """
+    out = Path(out)
+    info = model_info(model)  # unknown names fail before any data is read
+    if pretrained and form == "auto":
+        form = "imagenet"  # published weights are for the paper's form
+    train, val, test = data if data is not None else prepare_data(dataset, data_dir, cfg, download=download, strict=strict)
+    name, reason = resolve_model_name(model, train.image_size, form)
+    log(f"model: {reason}")
+    size = choose_input_size(name, train.image_size, input_size)
+    if size != train.image_size:
+        log(f"input: {train.image_size}px images resized to {size}px on the fly for {name}")
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    kwargs = _model_kwargs(name, training=True)
+    net = build_model(name, len(train.classes), train.channels, kwargs)
+    if pretrained:
+        skipped = load_weights(net, pretrained, source=weights_source, skip_classifier=True)["skipped"]
+        log(f"loaded pretrained weights from {pretrained}" + (f" (new classifier: {', '.join(skipped)})" if skipped else ""))
+    if init_from:
+        _init_from(net, name, init_from, log)
+    channels_last = use_channels_last(cfg.channels_last, net)
+    net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+
+    if cfg.mean is None or cfg.std is None:
+        from lenet2vit.data import channel_stats
+
+        mean, std = channel_stats(train)
+    else:
+        mean, std = list(cfg.mean), list(cfg.std)
+    if len(mean) != train.channels:  # e.g. grey digits with a 3-channel preset
+        mean, std = [sum(mean) / len(mean)] * train.channels, [sum(std) / len(std)] * train.channels
+    config = {
+        "model": name,
+        "requested_model": model,
+        "model_kwargs": kwargs,
+        "family": model_info(name).family,
+        "num_classes": len(train.classes),
+        "in_chans": train.channels,
+        "input_size": size,
+        "mean": [round(m, 6) for m in mean],
+        "std": [round(s, 6) for s in std],
+        "classes": list(train.classes),
+        "dataset": {
+            "name": dataset,
+            "data_dir": str(data_dir) if data_dir else None,
+            "image_size": train.image_size,
+            "train": len(train), "val": len(val), "test": len(test),
+            "val_fraction": cfg.val_fraction, "limit": cfg.limit, "split_seed": SPLIT_SEED,
+        },
+        "skipped_files": len(getattr(train, "skipped", [])) + len(getattr(test, "skipped", [])),
+        "train": cfg.to_dict(),
+        "pretrained": str(pretrained) if pretrained else None,
+        "init_from": str(init_from) if init_from else None,
+    }
+    if resume:
+        _check_protocol(out, config)
+    elif (out / "checkpoint.safetensors").exists():
+        raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", dict(config, environment=environment(device)))
+
+    if (out / "results.json").exists() and resume:
+        done = json.loads((out / "results.json").read_text())
+        if done.get("epochs_done") == cfg.epochs:
+            log(f"{out}: already finished (test top-1 {done['test_top1']:.2%}); nothing to do")
+            return done
+
+    loader = lambda arr, tr: make_loader(arr, cfg, train=tr, device=device, mean=mean, std=std,
+                                         channels_last=channels_last, input_size=size)
+    train_loader, val_loader = loader(train, True), (loader(val, False) if len(val) else None)
+    meta = {k: config[k] for k in ("model", "model_kwargs", "num_classes", "in_chans", "input_size", "mean", "std", "classes")}
+    if torch.cuda.is_available() and device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    result = fit(net, train_loader, val_loader, cfg, out, device=device, metadata=meta, resume=resume,
+                 progress=progress, log=log, stop_after_epochs=stop_after_epochs)
+    if result["epochs_done"] < cfg.epochs:
+        return result
+    # Test split: evaluated once, with the weights chosen on the validation split.
+    load_weights(net, out / "best.safetensors", source="lenet2vit")
+    amp_dtype = resolve_amp(cfg.amp, device)
+    test_res = evaluate(net, loader(test, False), device=device, amp_dtype=amp_dtype, return_predictions=True)
+    res = {
+        "model": name,
+        "seed": cfg.seed,
+        "test_top1": test_res["top1"],
+        "test_top5": test_res["top5"],
+        "test_loss": test_res["loss"],
+        "best_val_top1": result["best_val_top1"],
+        "best_epoch": result["best_epoch"],
+        "epochs_done": result["epochs_done"],
+        "train_seconds": result["train_seconds"],
+        "seconds_per_epoch": result["train_seconds"] / max(result["epochs_done"], 1),
+        "train_images_per_s": sum(h["train_images_per_s"] for h in result["history"]) / max(len(result["history"]), 1),
+        "infer_images_per_s": test_res["images_per_s"],
+        "params": count_params(net),
+        "macs": count_macs(net, size, train.channels),
+        "input_size": size,
+        "device": str(device),
+        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
+        "channels_last": channels_last,
+        "skipped_files": config["skipped_files"],
+        "history": result["history"],
+    }
+    res["peak_memory_mb"] = _peak_memory_mb(device)
+    atomic_write_json(out / "results.json", res)
+    _save_predictions(out, test_res)
+    log(f"test: top-1 {res['test_top1']:.2%}, top-5 {res['test_top5']:.2%} (best val epoch {res['best_epoch']})")
+    return res
+
+
+def _save_predictions(out: Path, test_res: dict) -> None:
+    from lenet2vit.engine.checkpoint import save_weights
+
+    save_weights(out / "test_predictions.safetensors", {
+        "predictions": test_res["predictions"], "targets": test_res["targets"],
+        "probabilities": test_res["probabilities"].to(torch.float16),
+    })
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    except (ImportError, OSError):
+        return float("nan")
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    dataset: str | None = None,
+    data_dir=None,
+    split: str = "test",
+    device: str = "auto",
+    batch_size: int = 512,
+    progress: bool = True,
+) -> dict:
+    """Top-1 / top-5 of a trained run on a data split (default: the run's own data set's test split)."""
+    from lenet2vit.data import load_split
+
+    dev = resolve_device(device)
+    model, config = load_run(run_dir, dev)
+    ds = config["dataset"]
+    dataset = dataset or ds["name"]
+    data_dir = data_dir or ds.get("data_dir")
+    arrays = load_split(dataset, data_dir, split)
+    if list(arrays.classes) != list(config["classes"]):
+        raise RunError(
+            f"the {dataset} {split} split has classes {arrays.classes[:5]}... but {run_dir} was trained on "
+            f"{config['classes'][:5]}...; evaluate on the data set it was trained on"
+        )
+    cfg = TrainConfig.from_dict(dict(config["train"], eval_batch_size=batch_size))
+    channels_last = use_channels_last(cfg.channels_last, model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader = make_loader(arrays, cfg, train=False, device=dev, mean=config["mean"], std=config["std"],
+                         channels_last=channels_last, input_size=config["input_size"])
+    res = evaluate(model, loader, device=dev, amp_dtype=resolve_amp(cfg.amp, dev), progress=progress)
+    return {"run": str(run_dir), "model": config["model"], "split": split, "top1": res["top1"],
+            "top5": res["top5"], "loss": res["loss"], "n": res["n"], "images_per_s": res["images_per_s"]}

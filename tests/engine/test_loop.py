@@ -1,0 +1,119 @@
+"""The loop's pure pieces: schedules, optimizer groups, aux losses, non-finite losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from lenet2vit.engine.config import ConfigError, TrainConfig, get_preset
+from lenet2vit.engine.loop import TrainingError, build_optimizer, lr_factor, train_one_epoch
+
+
+class _Batches:
+    """A minimal loader: fixed batches, the interface fit/train_one_epoch use."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def set_epoch(self, epoch):
+        pass
+
+
+def test_onecycle_warms_up_then_decays_to_zero():
+    cfg = TrainConfig(schedule="onecycle", epochs=10, warmup_epochs=2)
+    f = [lr_factor(s, 10, cfg) for s in range(100)]
+    assert f[19] == pytest.approx(1.0) and max(f) == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(f[:20], f[1:20]))  # rising during warm-up
+    assert all(a >= b for a, b in zip(f[20:], f[21:]))  # falling after
+    assert f[-1] < 0.02
+
+
+def test_step_schedule_multiplies_at_milestones():
+    cfg = TrainConfig(schedule="step", epochs=10, milestones=(3, 6), gamma=0.1)
+    assert lr_factor(29, 10, cfg) == 1.0
+    assert lr_factor(30, 10, cfg) == pytest.approx(0.1)
+    assert lr_factor(60, 10, cfg) == pytest.approx(0.01)
+
+
+def test_cosine_ends_near_zero():
+    cfg = TrainConfig(schedule="cosine", epochs=4)
+    assert lr_factor(0, 10, cfg) == pytest.approx(1.0)
+    assert lr_factor(20, 10, cfg) == pytest.approx(0.5, abs=0.05)
+    assert lr_factor(39, 10, cfg) < 0.01
+
+
+def test_no_weight_decay_on_biases_and_norms():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    opt = build_optimizer(model, TrainConfig(weight_decay=1e-3))
+    decayed = {id(p) for p in opt.param_groups[0]["params"]}
+    assert decayed == {id(model[0].weight)}
+    assert opt.param_groups[1]["weight_decay"] == 0.0
+
+
+def test_invalid_config_and_unknown_preset_are_clear():
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="Did you mean: seed-paper"):
+        get_preset("seed_paper")
+
+
+def test_seed_paper_preset_is_the_study_protocol():
+    p = get_preset("seed-paper")
+    assert (p.optimizer, p.lr, p.epochs, p.label_smoothing) == ("adam", 1e-3, 10, 0.0)
+    assert p.mean == (0.5, 0.5, 0.5) and p.std == (0.5, 0.5, 0.5)
+    assert p.crop_padding == 0 and not p.flip
+
+
+class _AuxNet(nn.Module):
+    """Returns (logits, [aux]) in training, like GoogLeNet with aux heads."""
+
+    aux_loss_weight = 0.3
+
+    def __init__(self):
+        super().__init__()
+        self.main = nn.Linear(4, 3)
+        self.aux = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return (self.main(x), [self.aux(x)]) if self.training else self.main(x)
+
+
+def test_aux_heads_are_trained_with_weighted_loss():
+    torch.manual_seed(0)
+    model = _AuxNet()
+    x, y = torch.randn(8, 4, 1, 1), torch.randint(0, 3, (8,))
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0, schedule="none", amp="fp32")
+    opt = build_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    w0 = model.aux.weight.detach().clone()
+    expected_grad = torch.autograd.grad(0.3 * nn.functional.cross_entropy(model.aux(x.flatten(1)), y), model.aux.weight)[0]
+    train_one_epoch(model, _Batches([(x, y)]), opt, sched, cfg, device=torch.device("cpu"), amp_dtype=None, progress=False)
+    assert torch.allclose(model.aux.weight, w0 - 0.1 * expected_grad, atol=1e-6)
+
+
+def test_nonfinite_loss_stops_with_epoch_and_step_or_skips():
+    model = nn.Linear(4, 3)
+    bad = torch.full((4, 4, 1, 1), float("nan"))
+    good = torch.randn(4, 4, 1, 1)
+    y = torch.zeros(4, dtype=torch.long)
+    loader = _Batches([(good.flatten(1), y), (bad.flatten(1), y)])
+    cfg = TrainConfig(amp="fp32", schedule="none")
+    opt = build_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    with pytest.raises(TrainingError, match=r"epoch 3, step 2.*--nonfinite skip"):
+        train_one_epoch(model, loader, opt, sched, cfg, device=torch.device("cpu"), amp_dtype=None, epoch=2, progress=False)
+    cfg = cfg.replace(nonfinite="skip")
+    before = model.weight.detach().clone()
+    stats = train_one_epoch(model, _Batches([(bad.flatten(1), y)]), opt, sched, cfg, device=torch.device("cpu"),
+                            amp_dtype=None, progress=False)
+    assert stats["skipped_steps"] == 1 and torch.equal(model.weight, before)

@@ -1,0 +1,111 @@
+"""Whole runs: overfitting, exact resumption, protocol checks, self-describing folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file
+
+from lenet2vit.data import ImageArrays
+from lenet2vit.engine import RunError, TrainConfig, evaluate_run, load_run, train_run
+from lenet2vit.registry import _unregister, register_model
+
+
+class TinyNet(nn.Module):
+    """Conv -> dropout -> linear: small, with randomness in the forward pass (dropout)."""
+
+    def __init__(self, num_classes=10, in_chans=3):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, 8, 3, padding=1)
+        self.drop = nn.Dropout(0.3)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward_features(self, x):
+        return torch.relu(self.conv(x)).mean((2, 3))
+
+    def forward_head(self, x, pre_logits=False):
+        return x if pre_logits else self.fc(self.drop(x))
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self):
+        return self.fc
+
+    def reset_classifier(self, num_classes):
+        self.fc = nn.Linear(8, num_classes)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_model():
+    @register_model(family="Test", paper="test", year=2000, input_size=8, ref_params=0, ref_source="test",
+                    min_input_size=8)
+    def tiny_run_net(num_classes=10, in_chans=3, **kw):
+        """Tiny test net."""
+        return TinyNet(num_classes, in_chans)
+
+    yield "tiny_run_net"
+    _unregister("tiny_run_net")
+
+
+def synthetic(n, size=8, classes=3, seed=0):
+    """Images whose colour encodes the class: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    base = torch.rand(classes, 3, 1, 1, generator=torch.Generator().manual_seed(123)) * 255  # same in every split
+    noise = torch.randn(n, 3, size, size, generator=g) * 20
+    images = (base[labels] + noise).clamp(0, 255).to(torch.uint8)
+    return ImageArrays(images=images, labels=labels.long(), classes=[f"c{i}" for i in range(classes)])
+
+
+def data(n=96):
+    return synthetic(n, seed=0), synthetic(24, seed=1), synthetic(30, seed=2)
+
+
+CFG = TrainConfig(optimizer="adam", lr=1e-2, weight_decay=0.0, schedule="onecycle", epochs=4, batch_size=16,
+                  amp="fp32", flip=True, crop_padding=1, device="cpu", seed=3)
+
+
+def test_training_overfits_and_writes_a_self_describing_run(tmp_path):
+    res = train_run("tiny_run_net", out=tmp_path / "r", cfg=CFG.replace(epochs=8), data=data(), progress=False, log=lambda s: None)
+    assert res["test_top1"] > 0.9 and res["best_val_top1"] > 0.9
+    files = {p.name for p in (tmp_path / "r").iterdir()}
+    assert {"config.json", "best.safetensors", "checkpoint.safetensors", "log.jsonl", "log.csv", "results.json"} <= files
+    lines = (tmp_path / "r" / "log.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and {"train_loss", "val_top1", "val_top5", "lr", "epoch_seconds", "train_images_per_s"} <= set(json.loads(lines[0]))
+    model, config = load_run(tmp_path / "r")
+    assert config["classes"] == ["c0", "c1", "c2"] and config["input_size"] == 8
+    assert isinstance(model, TinyNet) and not model.training
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    full = train_run("tiny_run_net", out=tmp_path / "full", cfg=CFG, data=data(), progress=False, log=lambda s: None)
+    part = train_run("tiny_run_net", out=tmp_path / "part", cfg=CFG, data=data(), progress=False, log=lambda s: None,
+                     stop_after_epochs=2)
+    assert part["epochs_done"] == 2 and not (tmp_path / "part" / "results.json").exists()
+    resumed = train_run("tiny_run_net", out=tmp_path / "part", cfg=CFG, data=data(), progress=False, log=lambda s: None)
+    a = load_file(str(tmp_path / "full" / "checkpoint.safetensors"))
+    b = load_file(str(tmp_path / "part" / "checkpoint.safetensors"))
+    for k in a:
+        if k.startswith("model."):
+            assert torch.equal(a[k], b[k]), k
+    assert resumed["test_top1"] == full["test_top1"]
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
+
+
+def test_changed_protocol_in_same_folder_is_refused(tmp_path):
+    train_run("tiny_run_net", out=tmp_path / "r", cfg=CFG.replace(epochs=1), data=data(), progress=False, log=lambda s: None)
+    with pytest.raises(RunError, match=r"another protocol.*lr: 0.01 -> 0.02"):
+        train_run("tiny_run_net", out=tmp_path / "r", cfg=CFG.replace(epochs=1, lr=0.02), data=data(), progress=False,
+                  log=lambda s: None)
+
+
+def test_load_run_errors_are_clear(tmp_path):
+    with pytest.raises(RunError, match="no such run"):
+        load_run(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match="not a run folder"):
+        load_run(tmp_path / "empty")

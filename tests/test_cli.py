@@ -1,0 +1,69 @@
+"""The command line: listing, summaries, and one clear line for every user error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from lenet2vit.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_shows_every_model_with_facts(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    assert "resnet18" in out and "11,689,512" in out and "2015" in out and "resnet18_cifar" in out
+    code, out, _ = run(capsys, "list", "resnet*", "--all")
+    assert "resnet18_cifar " in out and "lenet5" not in out
+
+
+def test_summary_prints_layer_table_with_shapes_params_macs(capsys):
+    code, out, _ = run(capsys, "summary", "resnet18", "--input-size", "32", "--num-classes", "10")
+    assert code == 0
+    assert "layer4" in out and "1x512x1x1" in out  # ImageNet stem shrinks 32px to 1x1 at layer4
+    assert "11,181,642" in out  # resnet18 at 10 classes
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["train", "resnet19", "--dataset", "digits"], "Did you mean"),
+        (["summary", "vgg17"], "Did you mean"),
+        (["train", "lenet5", "--preset", "fsat", "--dataset", "digits"], "Did you mean: fast"),
+        (["eval", "/nonexistent/run"], "no such run"),
+        (["train", "lenet5", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
+    ],
+)
+def test_user_errors_are_one_clear_line(capsys, argv, needle):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("error: ") and needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--batch-size", "-4"), ("--lr", "-1"), ("--epochs", "two")])
+def test_bad_numbers_in_flags_are_rejected(capsys, flag, value):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "lenet5", flag, value])
+    assert e.value.code == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_console_script_runs_without_traceback_for_user_errors():
+    p = subprocess.run([sys.executable, "-m", "lenet2vit", "summary", "resnt18"], capture_output=True, text=True)
+    assert p.returncode == 2 and "resnet18" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_train_and_eval_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "train", "lenet5", "--dataset", "digits", "--preset", "quick", "--epochs", "1",
+                          "--out", str(out), "--no-progress", "--device", "cpu")
+    assert code == 0 and "lenet5" in stdout and "test: top-1" in stdout
+    code, stdout, _ = run(capsys, "eval", str(out), "--no-progress")
+    assert code == 0 and "top-1" in stdout and "top-5" in stdout

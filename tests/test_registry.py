@@ -1,0 +1,91 @@
+"""Registry round-trips, name suggestions, CIFAR-form choice, the README table, MACs."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch.nn as nn
+
+from lenet2vit import create_model, list_models, model_info, resolve_model_name
+from lenet2vit.profile import model_macs
+from lenet2vit.registry import UnknownModelError, _unregister, register_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Tiny(nn.Module):
+    def __init__(self, num_classes=10, in_chans=3):
+        super().__init__()
+        self.fc = nn.Linear(in_chans, num_classes)
+
+    def forward(self, x):
+        return self.fc(x.mean((2, 3)))
+
+
+def test_register_create_list_roundtrip():
+    @register_model(family="Test", paper="A test", year=2000, input_size=8, ref_params=33, ref_source="arithmetic",
+                    ref_num_classes=8)
+    def tiny_test_net(num_classes=10, in_chans=3, **kw):
+        """A tiny network."""
+        return _Tiny(num_classes, in_chans)
+
+    try:
+        assert "tiny_test_net" in list_models("tiny_*")
+        info = model_info("tiny_test_net")
+        assert info.description == "A tiny network." and info.ref_num_classes == 8
+        m = create_model("tiny_test_net")  # defaults to the reference class count
+        assert m.fc.out_features == 8 and m.model_name == "tiny_test_net"
+        assert create_model("tiny_test_net", num_classes=3, in_chans=1).fc.weight.shape == (3, 1)
+        with pytest.raises(ValueError, match="registered twice"):
+            register_model(family="Test", paper="x", year=2000, input_size=8, ref_params=1, ref_source="x")(tiny_test_net)
+    finally:
+        _unregister("tiny_test_net")
+    assert "tiny_test_net" not in list_models()
+
+
+def test_unknown_name_suggests_close_names():
+    with pytest.raises(UnknownModelError) as e:
+        create_model("resnet19")
+    assert "resnet18" in str(e.value) and "lenet2vit list" in str(e.value)
+
+
+def test_list_patterns_and_cifar_filter():
+    resnets = list_models("resnet*")
+    assert {"resnet18", "resnet50", "resnet152"} <= set(resnets)
+    assert all(n.endswith("_cifar") for n in list_models(cifar=True))
+    assert not any(n.endswith("_cifar") for n in list_models(cifar=False))
+
+
+def test_cifar_form_is_chosen_for_small_images_and_said():
+    name, why = resolve_model_name("resnet18", 32)
+    assert name == "resnet18_cifar" and "--form imagenet" in why
+    assert resolve_model_name("resnet18", 224)[0] == "resnet18"
+    assert resolve_model_name("resnet18", 32, form="imagenet")[0] == "resnet18"
+    assert resolve_model_name("resnet18_cifar", 224, form="imagenet")[0] == "resnet18"
+    assert resolve_model_name("resnet18", 224, form="cifar")[0] == "resnet18_cifar"
+    with pytest.raises(ValueError):
+        resolve_model_name("resnet18", 32, form="tiny")
+
+
+# torchvision's published GFLOPS (which are multiply-accumulates) at 224px.
+PUBLISHED_GMACS = {
+    "resnet50": 4.09, "vgg16": 15.47, "vit_b_16": 17.56, "efficientnet_b0": 0.39, "googlenet": 1.50, "alexnet": 0.71,
+}
+
+
+@pytest.mark.parametrize("name,gmacs", sorted(PUBLISHED_GMACS.items()))
+def test_macs_agree_with_published_figures(name, gmacs):
+    if name not in list_models():
+        pytest.skip(f"{name} not registered")
+    macs = model_macs(name)
+    assert abs(macs / 1e9 - gmacs) / gmacs < 0.02, f"{name}: {macs / 1e9:.3f} GMACs vs published {gmacs}"
+
+
+def test_readme_model_table_is_up_to_date():
+    spec = importlib.util.spec_from_file_location("model_table", ROOT / "scripts" / "model_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = (ROOT / "README.md").read_text()
+    assert mod.render(text) == text, "README.md model table is stale: run `python scripts/model_table.py`"
