@@ -117,3 +117,44 @@ def test_nonfinite_loss_stops_with_epoch_and_step_or_skips():
     stats = train_one_epoch(model, _Batches([(bad.flatten(1), y)]), opt, sched, cfg, device=torch.device("cpu"),
                             amp_dtype=None, progress=False)
     assert stats["skipped_steps"] == 1 and torch.equal(model.weight, before)
+
+
+def test_resnet_paper_cifar_divides_lr_at_32k_and_48k_iterations():
+    cfg = get_preset("resnet-paper-cifar")
+    steps = 352  # 45k images / 128
+    assert lr_factor(31999, steps, cfg) == 1.0
+    assert lr_factor(32000, steps, cfg) == pytest.approx(0.1)
+    assert lr_factor(47999, steps, cfg) == pytest.approx(0.1)
+    assert lr_factor(48000, steps, cfg) == pytest.approx(0.01)
+    assert cfg.epochs * steps >= 64000 > (cfg.epochs - 1) * steps  # stops at 64k iterations
+
+
+def test_googlenet_paper_lowers_lr_4_percent_every_8_epochs():
+    cfg = get_preset("googlenet-paper")
+    assert lr_factor(8 * 100 - 1, 100, cfg) == 1.0
+    assert lr_factor(8 * 100, 100, cfg) == pytest.approx(0.96)
+    assert lr_factor(16 * 100, 100, cfg) == pytest.approx(0.96**2)
+    assert cfg.aux_weight == 0.3
+
+
+class _ValLoader(_Batches):
+    pass
+
+
+def test_plateau_divides_lr_when_validation_stops_improving(tmp_path):
+    from lenet2vit.engine.loop import fit
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.randn(8, 4, 1, 1), torch.randint(0, 3, (8,))
+    # Validation labels the model can never get right after the first epoch: accuracy stalls.
+    val = _ValLoader([(torch.randn(8, 4, 1, 1), torch.randint(0, 3, (8,)))])
+    cfg = TrainConfig(optimizer="sgd", lr=1e-6, momentum=0.0, schedule="plateau", patience=1, gamma=0.1,
+                      epochs=6, amp="fp32", weight_decay=0.0)
+    res = fit(model, _Batches([(x, y)]), val, cfg, tmp_path, device=torch.device("cpu"), progress=False,
+              log=lambda s: None)
+    lrs = [h["lr"] for h in res["history"]]
+    assert lrs[0] == pytest.approx(1e-6)
+    assert min(lrs) < 1e-6 * 0.5  # dropped at least once
+    drops = [i for i in range(1, len(lrs)) if lrs[i] < lrs[i - 1] * 0.5]
+    assert all(b - a >= 2 for a, b in zip(drops, drops[1:]))  # patience between drops

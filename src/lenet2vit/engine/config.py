@@ -17,7 +17,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("none", "step", "cosine", "onecycle")
+SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
+TTA = ("none", "flip", "10crop")
 AMP = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -42,8 +43,11 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: str = "onecycle"
     warmup_epochs: float = 0.0
-    milestones: tuple[int, ...] = ()  # epochs at which "step" multiplies the lr by gamma
+    milestones: tuple[int, ...] = ()  # when "step" multiplies the lr by gamma ...
+    milestone_unit: str = "epoch"  # ... counted in epochs or optimizer steps
+    step_every: int = 0  # "step": also multiply by gamma every this many epochs (0: off)
     gamma: float = 0.1
+    patience: int = 2  # "plateau": epochs without a better val accuracy before lr *= gamma
     label_smoothing: float = 0.0
     epochs: int = 10
     batch_size: int = 128
@@ -52,6 +56,10 @@ class TrainConfig:
     aux_weight: float = 0.3  # GoogLeNet's auxiliary losses (paper Sec. 5)
     crop_padding: int = 0
     flip: bool = False
+    rescale: float | None = None  # train: upscale by this ratio, then random-crop the input size
+    scale_jitter: tuple[float, float] | None = None  # train: per-batch random rescale ratio in this range
+    pca_lighting: float = 0.0  # AlexNet's PCA colour noise: std of the eigenvalue weights (0: off)
+    tta: str = "none"  # test-time views averaged: none, flip, 10crop (corners + centre, and flips)
     mean: tuple[float, ...] | None = (0.5, 0.5, 0.5)
     std: tuple[float, ...] | None = (0.5, 0.5, 0.5)
     val_fraction: float = 0.1
@@ -75,6 +83,10 @@ class TrainConfig:
             bad("amp", self.amp, AMP)
         if self.channels_last not in ("auto", "on", "off"):
             bad("channels_last", self.channels_last, ("auto", "on", "off"))
+        if self.tta not in TTA:
+            bad("tta", self.tta, TTA)
+        if self.milestone_unit not in ("epoch", "step"):
+            bad("milestone_unit", self.milestone_unit, ("epoch", "step"))
         if self.nonfinite not in ("stop", "skip"):
             bad("nonfinite", self.nonfinite, ("stop", "skip"))
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -82,13 +94,18 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive whole number, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
-        for name in ("weight_decay", "momentum", "label_smoothing", "warmup_epochs", "crop_padding"):
+        for name in ("weight_decay", "momentum", "label_smoothing", "warmup_epochs", "crop_padding", "pca_lighting",
+                     "step_every", "patience"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be a positive number of images, got {self.limit}")
+        if self.rescale is not None and self.rescale < 1:
+            raise ConfigError(f"rescale must be >= 1 (a ratio of the input size), got {self.rescale}")
+        if self.scale_jitter is not None and not 1 <= self.scale_jitter[0] <= self.scale_jitter[1]:
+            raise ConfigError(f"scale_jitter must be two ratios 1 <= lo <= hi, got {self.scale_jitter}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
 
@@ -124,6 +141,52 @@ PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(
         optimizer="adamw", lr=2e-3, weight_decay=5e-4, schedule="onecycle", warmup_epochs=0.5, epochs=2,
         batch_size=64, mean=None, std=None, crop_padding=0, flip=True, limit=2000,
+    ),
+    # --- Each paper's own recipe (docs/presets.md lists what each leaves out) -------------------
+    # AlexNet, Sec. 4-5: SGD momentum 0.9, weight decay 5e-4, batch 128, lr 0.01 divided by 10 when
+    # the validation error stops improving; random crops of the image rescaled by 256/224 and flips;
+    # PCA colour noise (std 0.1); test: 10 views (four corners + centre, and their flips). Left out:
+    # the paper's 90 epochs on ImageNet (set --epochs), its per-layer bias init of 1.
+    "alexnet-paper": TrainConfig(
+        optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="plateau", gamma=0.1,
+        patience=2, epochs=90, batch_size=128, mean=None, std=None, rescale=256 / 224, flip=True,
+        pca_lighting=0.1, tta="10crop",
+    ),
+    # VGG, Sec. 3.1-3.2: SGD momentum 0.9, wd 5e-4, batch 256, lr 0.01 /10 on plateau; scale
+    # jittering S in [256, 512] for 224 crops (ratios 256/224 .. 512/224); flips; dense/multi-crop
+    # test approximated by 10 views. Deeper nets can start from a trained A (--init-from).
+    # Left out: dropout schedule details, the multi-scale test over several Q.
+    "vgg-paper": TrainConfig(
+        optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="plateau", gamma=0.1,
+        patience=2, epochs=74, batch_size=256, mean=None, std=None, scale_jitter=(256 / 224, 512 / 224), flip=True,
+        tta="10crop",
+    ),
+    # GoogLeNet, Sec. 6: SGD momentum 0.9, lr decreased by 4% every 8 epochs, auxiliary losses
+    # weighted 0.3. Left out: Polyak averaging, the photometric distortions and aspect-ratio crops.
+    "googlenet-paper": TrainConfig(
+        optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=2e-4, schedule="step", step_every=8,
+        gamma=0.96, epochs=250, batch_size=128, mean=None, std=None, rescale=256 / 224, flip=True, aux_weight=0.3,
+    ),
+    # ResNet, Sec. 4.2 (CIFAR-10): SGD 0.1, momentum 0.9, wd 1e-4, batch 128, lr /10 at 32k and 48k
+    # iterations, stop at 64k (182 epochs of 352 steps on a 45k/5k split); 4-pixel padding + crop + flip.
+    "resnet-paper-cifar": TrainConfig(
+        optimizer="sgd", lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4, schedule="step",
+        milestones=(32000, 48000), milestone_unit="step", gamma=0.1, epochs=182, batch_size=128, mean=None,
+        std=None, crop_padding=4, flip=True, val_fraction=0.1,
+    ),
+    # ViT, Sec. 4.1 / App. B.1.1 (fine-tuning): SGD momentum 0.9, cosine decay with warm-up,
+    # gradient clipping at norm 1, batch 512, no weight decay; fine-tune at a higher resolution
+    # (pass --input-size; position embeddings are interpolated). Left out: Polyak averaging.
+    "vit-paper": TrainConfig(
+        optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0, schedule="cosine",
+        warmup_epochs=1.0, grad_clip=1.0, epochs=10, batch_size=512, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+        crop_padding=4, flip=True,
+    ),
+    # The degradation study (ResNet paper, Fig. 6) on a CPU-sized budget: the paper's recipe,
+    # shortened. Compare plain20/plain56/resnet20/resnet56 with `compare --preset degradation`.
+    "degradation": TrainConfig(
+        optimizer="sgd", lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4, schedule="step",
+        milestones=(15, 23), gamma=0.1, epochs=30, batch_size=128, mean=None, std=None, crop_padding=4, flip=True,
     ),
 }
 

@@ -124,11 +124,13 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     """Multiplier of the base lr after ``step`` optimizer steps (a pure function of the config)."""
     total = max(cfg.epochs * steps_per_epoch, 1)
     warm = int(cfg.warmup_epochs * steps_per_epoch)
-    if cfg.schedule == "none":
+    if cfg.schedule in ("none", "plateau"):  # plateau: fit() scales the lr from validation results
         return 1.0
     if cfg.schedule == "step":
         epoch = step // steps_per_epoch
-        return cfg.gamma ** sum(1 for m in cfg.milestones if epoch >= m)
+        at = step if cfg.milestone_unit == "step" else epoch
+        drops = sum(1 for m in cfg.milestones if at >= m) + (epoch // cfg.step_every if cfg.step_every else 0)
+        return cfg.gamma**drops
     if warm and step < warm:
         return (step + 1) / warm
     progress = min((step - warm) / max(total - warm, 1), 1.0)
@@ -137,8 +139,11 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return max(1.0 - progress, 0.0)  # onecycle: linear warm-up then linear decay to zero
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, cfg: TrainConfig):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
+def build_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, cfg: TrainConfig, state=None):
+    """Per-step LambdaLR; ``state.lr_scale`` (the plateau rule's factor) multiplies it when given."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg) * (state.lr_scale if state is not None else 1.0)
+    )
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -184,8 +189,7 @@ def train_one_epoch(
             logits, aux = _split_output(model(x))
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             if aux:
-                w = getattr(model, "aux_loss_weight", cfg.aux_weight)
-                loss = loss + w * sum(F.cross_entropy(a, y, label_smoothing=cfg.label_smoothing) for a in aux)
+                loss = loss + cfg.aux_weight * sum(F.cross_entropy(a, y, label_smoothing=cfg.label_smoothing) for a in aux)
         if step % check_every == 0 and not torch.isfinite(loss).item():
             if cfg.nonfinite == "skip":
                 skipped += 1
@@ -304,6 +308,8 @@ class FitState:
     best_epoch: int = 0
     train_seconds: float = 0.0
     history: list | None = None
+    lr_scale: float = 1.0  # the plateau rule's factor
+    bad_epochs: int = 0  # epochs since the validation accuracy last improved
 
 
 LOG_FIELDS = [
@@ -348,8 +354,8 @@ def fit(
     amp_dtype = resolve_amp(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, len(train_loader), cfg)
     state = FitState(history=[])
+    scheduler = build_scheduler(optimizer, len(train_loader), cfg, state)
 
     if resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
@@ -360,7 +366,8 @@ def fit(
             scaler.load_state_dict(ck["scaler"])
         if ck["rng"] is not None:
             torch.set_rng_state(ck["rng"])
-        state = FitState(**ck["fit_state"])
+        for k, v in ck["fit_state"].items():
+            setattr(state, k, v)  # the same object the scheduler reads lr_scale from
         if state.epoch < cfg.epochs:
             log(f"resuming from {ckpt_path} after epoch {state.epoch}")
 
@@ -396,6 +403,11 @@ def fit(
         state.history.append(row)
         score = row.get("val_top1", row["train_acc"])
         improved = score > state.best_val_top1
+        state.bad_epochs = 0 if improved else state.bad_epochs + 1
+        if cfg.schedule == "plateau" and state.bad_epochs > cfg.patience:
+            state.lr_scale *= cfg.gamma
+            state.bad_epochs = 0
+            log(f"validation accuracy has not improved for {cfg.patience + 1} epochs: lr x {cfg.gamma}")
         if improved:
             state.best_val_top1, state.best_epoch = score, epoch + 1
             save_weights(out_dir / "best.safetensors", model.state_dict(), dict(meta, epoch=epoch + 1))
