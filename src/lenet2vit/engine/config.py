@@ -69,6 +69,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: str = "auto"  # "auto" | "on" | "off"
     compile: bool = False
+    sync_bn: bool = False  # distributed: synchronise BatchNorm statistics across processes
     nonfinite: str = "stop"  # "stop" | "skip": what a NaN/inf loss does
 
     def __post_init__(self) -> None:

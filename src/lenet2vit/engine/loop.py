@@ -46,6 +46,26 @@ class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, out of memory); the message says what to do."""
 
 
+# ----------------------------------------------------------------------------- distributed
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world_size) of this process; (0, 1) outside ``torchrun``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    return dist_info()[0] == 0
+
+
+def _all_reduce_sum(*tensors: torch.Tensor) -> None:
+    if dist_info()[1] > 1:
+        for t in tensors:
+            torch.distributed.all_reduce(t)
+
+
 # ----------------------------------------------------------------------------- device & precision
 
 
@@ -227,6 +247,9 @@ def train_one_epoch(
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     bar.close()
+    seen_t = torch.tensor(seen, device=device, dtype=torch.long)
+    _all_reduce_sum(loss_sum, correct, seen_t)
+    seen = int(seen_t.item())
     mean_loss = loss_sum.item() / max(seen, 1)
     if not math.isfinite(mean_loss) and cfg.nonfinite == "stop":
         where = on_bad_loss(-1, mean_loss) if on_bad_loss else ""
@@ -255,7 +278,7 @@ def evaluate(
 ) -> dict:
     """Loss, top-1 and top-5 accuracy over ``loader`` (optionally the predictions too)."""
     model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    loss_sum = torch.zeros((), device=device, dtype=torch.float32 if device.type == "mps" else torch.float64)
     top1 = torch.zeros((), device=device, dtype=torch.long)
     top5 = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
@@ -281,6 +304,9 @@ def evaluate(
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
+    seen_t = torch.tensor(seen, device=device, dtype=torch.long)
+    _all_reduce_sum(loss_sum, top1, top5, seen_t)  # every rank evaluated its share
+    seen = int(seen_t.item())
     out = {
         "loss": loss_sum.item() / max(seen, 1),
         "top1": top1.item() / max(seen, 1),
@@ -371,7 +397,18 @@ def fit(
         if state.epoch < cfg.epochs:
             log(f"resuming from {ckpt_path} after epoch {state.epoch}")
 
-    train_model = torch.compile(model) if cfg.compile else model
+    rank, world = dist_info()
+    main = rank == 0
+    if not main:
+        log = lambda s: None  # noqa: E731  (only rank 0 speaks and writes)
+        progress = False
+    train_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
 
     def last_good(step: int, value: float) -> str:
         if ckpt_path.exists():
@@ -410,16 +447,20 @@ def fit(
             log(f"validation accuracy has not improved for {cfg.patience + 1} epochs: lr x {cfg.gamma}")
         if improved:
             state.best_val_top1, state.best_epoch = score, epoch + 1
-            save_weights(out_dir / "best.safetensors", model.state_dict(), dict(meta, epoch=epoch + 1))
-        save_checkpoint(
-            ckpt_path,
-            model.state_dict(),
-            optimizer.state_dict(),
-            {"scheduler": scheduler.state_dict(), "fit_state": state.__dict__, "config": cfg.to_dict()},
-            rng_state=torch.get_rng_state(),
-            scaler_state=scaler.state_dict() if scaler is not None else None,
-        )
-        _write_logs(out_dir, state.history)
+            if main:
+                save_weights(out_dir / "best.safetensors", model.state_dict(), dict(meta, epoch=epoch + 1))
+        if main:
+            save_checkpoint(
+                ckpt_path,
+                model.state_dict(),
+                optimizer.state_dict(),
+                {"scheduler": scheduler.state_dict(), "fit_state": state.__dict__, "config": cfg.to_dict()},
+                rng_state=torch.get_rng_state(),
+                scaler_state=scaler.state_dict() if scaler is not None else None,
+            )
+            _write_logs(out_dir, state.history)
+        if world > 1:
+            torch.distributed.barrier()  # nobody reads a checkpoint rank 0 is still writing
         val_txt = f" val {row['val_top1']:.2%} (top-5 {row['val_top5']:.2%})" if "val_top1" in row else ""
         log(
             f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {row['train_acc']:.2%}{val_txt} "

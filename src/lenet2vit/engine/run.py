@@ -25,7 +25,7 @@ import torch.nn as nn
 import lenet2vit
 from lenet2vit.engine.checkpoint import atomic_write_json, read_metadata
 from lenet2vit.engine.config import TrainConfig
-from lenet2vit.engine.loop import evaluate, fit, resolve_amp, resolve_device, use_channels_last
+from lenet2vit.engine.loop import dist_info, evaluate, fit, resolve_amp, resolve_device, use_channels_last
 from lenet2vit.profile import count_macs, count_params
 from lenet2vit.registry import create_model, model_info, resolve_model_name
 from lenet2vit.weights import load_weights, read_state_dict
@@ -79,15 +79,38 @@ def prepare_data(dataset: str, data_dir, cfg: TrainConfig, *, download: bool = F
     )
 
 
+def init_distributed(cfg: TrainConfig) -> torch.device | None:
+    """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1); return this rank's device.
+
+    NCCL on GPUs (one GPU per process, by LOCAL_RANK), gloo on CPUs.
+    """
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    base = resolve_device(cfg.device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if base.type == "cuda" else "gloo")
+    if base.type == "cuda":
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return base
+
+
 def make_loader(arrays, cfg: TrainConfig, *, train: bool, device, mean, std, channels_last: bool,
                 input_size: int, seed: int | None = None):
     from lenet2vit.data import Augment, DeviceLoader
 
+    rank, world = dist_info()
     aug = Augment(crop_padding=cfg.crop_padding, flip=cfg.flip) if train and (cfg.crop_padding or cfg.flip) else None
     return DeviceLoader(
         arrays, cfg.batch_size if train else cfg.eval_batch_size, shuffle=train,
         seed=cfg.seed if seed is None else seed, device=device, mean=mean, std=std, augment=aug, drop_last=False,
         channels_last=channels_last, image_size=None if input_size == arrays.image_size else input_size,
+        rank=rank, world_size=world,
     )
 
 
@@ -215,7 +238,11 @@ def train_run(
     size = choose_input_size(name, train.image_size, input_size)
     if size != train.image_size:
         log(f"input: {train.image_size}px images resized to {size}px on the fly for {name}")
-    device = resolve_device(cfg.device)
+    device = init_distributed(cfg) or resolve_device(cfg.device)
+    rank, world = dist_info()
+    if rank != 0:
+        log = lambda s: None  # noqa: E731  (only rank 0 speaks and writes)
+        progress = False
     torch.manual_seed(cfg.seed)
     kwargs = _model_kwargs(name, training=True)
     net = build_model(name, len(train.classes), train.channels, kwargs)
@@ -224,6 +251,8 @@ def train_run(
         log(f"loaded pretrained weights from {pretrained}" + (f" (new classifier: {', '.join(skipped)})" if skipped else ""))
     if init_from:
         _init_from(net, name, init_from, log)
+    if cfg.sync_bn and world > 1:
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     channels_last = use_channels_last(cfg.channels_last, net)
     net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
 
@@ -263,7 +292,8 @@ def train_run(
     elif (out / "checkpoint.safetensors").exists():
         raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", dict(config, environment=environment(device)))
+    if rank == 0:
+        atomic_write_json(out / "config.json", dict(config, environment=environment(device), world_size=world))
 
     if (out / "results.json").exists() and resume:
         done = json.loads((out / "results.json").read_text())
@@ -308,8 +338,10 @@ def train_run(
         "history": result["history"],
     }
     res["peak_memory_mb"] = _peak_memory_mb(device)
-    atomic_write_json(out / "results.json", res)
-    _save_predictions(out, test_res)
+    if rank == 0:
+        atomic_write_json(out / "results.json", res)
+        if world == 1:  # each rank saw only its share of the test split
+            _save_predictions(out, test_res)
     log(f"test: top-1 {res['test_top1']:.2%}, top-5 {res['test_top5']:.2%} (best val epoch {res['best_epoch']})")
     return res
 
