@@ -8,7 +8,7 @@ and augments whole batches with tensor ops: no DataLoader, no workers, no per-im
 
 from lenet2vit.data.archive import safe_extract
 from lenet2vit.data.arrays import DataError, ImageArrays, channel_stats, train_val_split
-from lenet2vit.data.augment import Augment, augment_batch
+from lenet2vit.data.augment import Augment, PaperAugment, augment_batch, pca_colour_stats, eval_views
 from lenet2vit.data.loader import DeviceLoader
 from lenet2vit.data.sources import CIFAR10_CLASSES, DATASETS, load_split, load_train_val_test
 
@@ -24,5 +24,8 @@ __all__ = [
     "DeviceLoader",
     "Augment",
     "augment_batch",
+    "PaperAugment",
+    "pca_colour_stats",
+    "eval_views",
     "safe_extract",
 ]

@@ -60,3 +60,113 @@ def augment_batch(x: torch.Tensor, aug: Augment, generator: torch.Generator) -> 
     index = rows[:, :, None] * (w + 2 * p) + cols[:, None, :]  # (B, H, W) into the padded image
     out = src.reshape(b, c, -1).gather(2, index.view(b, 1, h * w).expand(b, c, h * w))
     return out.view(b, c, h, w)
+
+
+# ----------------------------------------------------------------------------- the papers' recipes
+# Applied after normalisation, on float batches on the training device: AlexNet's rescale and
+# random crop and PCA lighting, VGG's scale jittering, and the test-time views of both papers.
+
+
+@dataclass(frozen=True)
+class PaperAugment:
+    """Float-stage augmentation of the AlexNet and VGG recipes.
+
+    rescale: upscale every batch by this ratio (AlexNet: 256/224) and take a random crop of the
+    original size per image. scale_jitter: per-batch random ratio in (lo, hi) instead (VGG:
+    256/224 .. 512/224). pca_lighting: std of AlexNet's PCA colour noise; ``eigvals`` and
+    ``eigvecs`` (columns) are the training set's RGB covariance eigen-decomposition on the [0, 1]
+    scale, as :func:`pca_colour_stats` computes.
+    """
+
+    rescale: float | None = None
+    scale_jitter: tuple[float, float] | None = None
+    pca_lighting: float = 0.0
+    eigvals: tuple[float, ...] | None = None
+    eigvecs: tuple[tuple[float, ...], ...] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.rescale or self.scale_jitter or self.pca_lighting)
+
+
+def pca_colour_stats(images: torch.Tensor, max_images: int = 10000) -> tuple[list[float], list[list[float]]]:
+    """Eigenvalues and eigenvectors (as columns) of the RGB pixel covariance, on the [0, 1] scale.
+
+    AlexNet, Sec. 4.1: "PCA on the set of RGB pixel values throughout the training set".
+    A strided subset of ``max_images`` images keeps it fast on large sets.
+    """
+    if images.shape[1] != 3:
+        raise DataError(f"PCA lighting needs RGB images, got {images.shape[1]} channel(s); drop --pca-lighting")
+    step = max(1, images.shape[0] // max_images)
+    px = images[::step].permute(0, 2, 3, 1).reshape(-1, 3).double() / 255.0
+    cov = torch.cov(px.T)
+    eigvals, eigvecs = torch.linalg.eigh(cov)
+    return eigvals.clamp_min(0).tolist(), eigvecs.tolist()
+
+
+def random_resized_crop(x: torch.Tensor, ratio: float, generator: torch.Generator) -> torch.Tensor:
+    """Upscale a (B, C, S, S) float batch by ``ratio`` and crop a random S x S window per image."""
+    b, c, h, w = x.shape
+    big = max(h, round(h * ratio))
+    if big == h:
+        return x
+    x = F.interpolate(x, size=(big, big), mode="bilinear", antialias=False, align_corners=False)
+    gdev = generator.device
+    dy = torch.randint(0, big - h + 1, (b, 1), generator=generator, device=gdev)
+    dx = torch.randint(0, big - w + 1, (b, 1), generator=generator, device=gdev)
+    rows = torch.arange(h, device=gdev).expand(b, h) + dy
+    cols = torch.arange(w, device=gdev).expand(b, w) + dx
+    index = (rows[:, :, None] * big + cols[:, None, :]).to(x.device)
+    out = x.reshape(b, c, -1).gather(2, index.view(b, 1, h * w).expand(b, c, h * w))
+    return out.view(b, c, h, w)
+
+
+def pca_lighting(x: torch.Tensor, aug: PaperAugment, std: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Add AlexNet's colour noise: ``eigvecs @ (alpha * eigvals)`` per image, alpha ~ N(0, sigma).
+
+    ``x`` is normalised with per-channel ``std``, so the [0, 1]-scale shift is divided by it.
+    """
+    b = x.shape[0]
+    vals = torch.tensor(aug.eigvals, dtype=torch.float32)
+    vecs = torch.tensor(aug.eigvecs, dtype=torch.float32)
+    alpha = torch.randn(b, 3, generator=generator, device=generator.device).float().cpu() * aug.pca_lighting
+    delta = (alpha * vals) @ vecs.T  # (B, 3): sum_i alpha_i * lambda_i * p_i
+    shift = delta.to(x.device, x.dtype) / std.view(1, -1).to(x.device, x.dtype)
+    return x + shift.view(b, 3, 1, 1)
+
+
+def paper_augment_batch(x: torch.Tensor, aug: PaperAugment, std: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Apply the enabled float-stage augmentations of ``aug`` to a normalised batch."""
+    if aug.scale_jitter:
+        lo, hi = aug.scale_jitter
+        ratio = lo + (hi - lo) * float(torch.rand((), generator=generator, device=generator.device))
+        x = random_resized_crop(x, ratio, generator)
+    elif aug.rescale:
+        x = random_resized_crop(x, aug.rescale, generator)
+    if aug.pca_lighting:
+        if aug.eigvals is None or aug.eigvecs is None:
+            raise DataError("PCA lighting needs the training set's colour statistics (pca_colour_stats)")
+        x = pca_lighting(x, aug, std, generator)
+    return x
+
+
+def eval_views(x: torch.Tensor, mode: str, ratio: float = 256 / 224) -> list[torch.Tensor]:
+    """The test-time views whose predictions are averaged.
+
+    ``none``: the image; ``flip``: it and its mirror; ``10crop`` (AlexNet, Sec. 4.1): the image
+    upscaled by ``ratio``, its four corner and centre crops of the original size, and their
+    mirrors - ten views of the input's size.
+    """
+    if mode == "none":
+        return [x]
+    if mode == "flip":
+        return [x, x.flip(-1)]
+    if mode != "10crop":
+        raise DataError(f"unknown test-time views {mode!r}; choose none, flip or 10crop")
+    h, w = x.shape[-2:]
+    big = max(h + 1, round(h * ratio))
+    up = F.interpolate(x, size=(big, big), mode="bilinear", antialias=False, align_corners=False)
+    m = (big - h) // 2
+    offsets = [(0, 0), (0, big - w), (big - h, 0), (big - h, big - w), (m, m)]
+    crops = [up[..., i : i + h, j : j + w] for i, j in offsets]
+    return crops + [c.flip(-1) for c in crops]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lenet2vit.data.arrays import DataError, ImageArrays
-from lenet2vit.data.augment import Augment, augment_batch
+from lenet2vit.data.augment import Augment, PaperAugment, augment_batch, paper_augment_batch
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -60,6 +60,7 @@ class DeviceLoader:
         image_size: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        paper_augment: PaperAugment | None = None,
     ) -> None:
         if int(batch_size) < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}; pass e.g. 512")
@@ -99,6 +100,8 @@ class DeviceLoader:
         self.rank, self.world_size = int(rank), int(world_size)
         if world_size > 1 and shuffle:
             self.drop_last = True
+        self.paper_augment = paper_augment if paper_augment is not None and paper_augment.enabled else None
+        self._std = s.to(self.device)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -129,17 +132,19 @@ class DeviceLoader:
                 x = augment_batch(x, self.augment, g)
             if self.world_size > 1:
                 x, y = self._shard(x), self._shard(y)
-            yield self._prepare(x), y
+            yield self._prepare(x, g), y
 
     def _shard(self, t: torch.Tensor) -> torch.Tensor:
         n = math.ceil(t.shape[0] / self.world_size)
         return t[self.rank * n : (self.rank + 1) * n]
 
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
         x = x.to(torch.float32).mul_(self._scale).sub_(self._shift)  # a fresh tensor: in place is safe
         if self.image_size is not None:
             size = (self.image_size, self.image_size)
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        if self.paper_augment is not None and g is not None:
+            x = paper_augment_batch(x, self.paper_augment, self._std, g)
         if self.dtype != torch.float32:
             x = x.to(self.dtype)
         if self.channels_last:

@@ -275,8 +275,14 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     return_predictions: bool = False,
     progress: bool = False,
+    tta: str = "none",
 ) -> dict:
-    """Loss, top-1 and top-5 accuracy over ``loader`` (optionally the predictions too)."""
+    """Loss, top-1 and top-5 accuracy over ``loader`` (optionally the predictions too).
+
+    ``tta`` averages the softmax over test-time views: ``flip`` or AlexNet's ``10crop``.
+    """
+    from lenet2vit.data import eval_views
+
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float32 if device.type == "mps" else torch.float64)
     top1 = torch.zeros((), device=device, dtype=torch.long)
@@ -287,9 +293,17 @@ def evaluate(
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress, unit="batch"):
-        with _autocast(device, amp_dtype):
-            logits = model(x)
-        logits = logits.float()
+        if tta == "none":
+            with _autocast(device, amp_dtype):
+                logits = model(x).float()
+        else:  # log of the mean probability over the views: a proper log-probability
+            fmt = torch.channels_last if not x.is_contiguous() else torch.contiguous_format
+            views = eval_views(x, tta)
+            probs_sum = 0
+            for v in views:
+                with _autocast(device, amp_dtype):
+                    probs_sum = probs_sum + model(v.contiguous(memory_format=fmt)).float().softmax(1)
+            logits = (probs_sum / len(views)).clamp_min(1e-12).log()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices

@@ -101,16 +101,24 @@ def init_distributed(cfg: TrainConfig) -> torch.device | None:
 
 
 def make_loader(arrays, cfg: TrainConfig, *, train: bool, device, mean, std, channels_last: bool,
-                input_size: int, seed: int | None = None):
-    from lenet2vit.data import Augment, DeviceLoader
+                input_size: int, seed: int | None = None, pca: dict | None = None):
+    from lenet2vit.data import Augment, DeviceLoader, PaperAugment
 
     rank, world = dist_info()
+    paper = None
+    if train and (cfg.rescale or cfg.scale_jitter or cfg.pca_lighting):
+        paper = PaperAugment(
+            rescale=cfg.rescale, scale_jitter=tuple(cfg.scale_jitter) if cfg.scale_jitter else None,
+            pca_lighting=cfg.pca_lighting,
+            eigvals=tuple(pca["eigvals"]) if pca else None,
+            eigvecs=tuple(map(tuple, pca["eigvecs"])) if pca else None,
+        )
     aug = Augment(crop_padding=cfg.crop_padding, flip=cfg.flip) if train and (cfg.crop_padding or cfg.flip) else None
     return DeviceLoader(
         arrays, cfg.batch_size if train else cfg.eval_batch_size, shuffle=train,
         seed=cfg.seed if seed is None else seed, device=device, mean=mean, std=std, augment=aug, drop_last=False,
         channels_last=channels_last, image_size=None if input_size == arrays.image_size else input_size,
-        rank=rank, world_size=world,
+        rank=rank, world_size=world, paper_augment=paper,
     )
 
 
@@ -180,12 +188,23 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", weights: s
 # ----------------------------------------------------------------------------- train / evaluate
 
 
+# Settings that change how fast a run goes, not what it computes: a run may resume with others.
+NOT_PROTOCOL = {"device", "compile", "eval_batch_size", "nonfinite"}
+
+
 def _check_protocol(out: Path, new: dict) -> None:
     path = out / "config.json"
     if not path.exists():
         return
     old = json.loads(path.read_text())
     new = json.loads(json.dumps(new))  # tuples -> lists, as stored
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+    for cfg in (old.get("train", {}), new.get("train", {})):
+        for k in NOT_PROTOCOL:
+            cfg.pop(k, None)
+        for k, v in defaults.items():  # a setting added since the run began counts at its default
+            if k not in NOT_PROTOCOL:
+                cfg.setdefault(k, v)
     keys = ("model", "model_kwargs", "num_classes", "in_chans", "input_size", "dataset", "train")
     diffs = []
     for k in keys:
@@ -264,6 +283,12 @@ def train_run(
         mean, std = list(cfg.mean), list(cfg.std)
     if len(mean) != train.channels:  # e.g. grey digits with a 3-channel preset
         mean, std = [sum(mean) / len(mean)] * train.channels, [sum(std) / len(std)] * train.channels
+    pca = None
+    if cfg.pca_lighting:  # AlexNet's colour noise needs the training set's RGB eigen-decomposition
+        from lenet2vit.data import pca_colour_stats
+
+        eigvals, eigvecs = pca_colour_stats(train.images)
+        pca = {"eigvals": eigvals, "eigvecs": eigvecs}
     config = {
         "model": name,
         "requested_model": model,
@@ -286,6 +311,7 @@ def train_run(
         "train": cfg.to_dict(),
         "pretrained": str(pretrained) if pretrained else None,
         "init_from": str(init_from) if init_from else None,
+        "pca": pca,
     }
     if resume:
         _check_protocol(out, config)
@@ -301,12 +327,11 @@ def train_run(
             log(f"{out}: already finished (test top-1 {done['test_top1']:.2%}); nothing to do")
             return done
 
-    loader = lambda arr, tr: make_loader(arr, cfg, train=tr, device=device, mean=mean, std=std,
-                                         channels_last=channels_last, input_size=size)
+    loader = lambda arr, tr: make_loader(arr, cfg, train=tr, device=device, mean=mean, std=std,  # noqa: E731
+                                         channels_last=channels_last, input_size=size, pca=pca)
     train_loader, val_loader = loader(train, True), (loader(val, False) if len(val) else None)
     meta = {k: config[k] for k in ("model", "model_kwargs", "num_classes", "in_chans", "input_size", "mean", "std", "classes")}
-    if torch.cuda.is_available() and device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     result = fit(net, train_loader, val_loader, cfg, out, device=device, metadata=meta, resume=resume,
                  progress=progress, log=log, stop_after_epochs=stop_after_epochs)
     if result["epochs_done"] < cfg.epochs:
@@ -314,12 +339,16 @@ def train_run(
     # Test split: evaluated once, with the weights chosen on the validation split.
     load_weights(net, out / "best.safetensors", source="lenet2vit")
     amp_dtype = resolve_amp(cfg.amp, device)
-    test_res = evaluate(net, loader(test, False), device=device, amp_dtype=amp_dtype, return_predictions=True)
+    test_res = evaluate(net, loader(test, False), device=device, amp_dtype=amp_dtype, return_predictions=True,
+                        tta=cfg.tta)
     res = {
         "model": name,
         "seed": cfg.seed,
         "test_top1": test_res["top1"],
         "test_top5": test_res["top5"],
+        "test_top1_error": 1 - test_res["top1"],
+        "test_top5_error": 1 - test_res["top5"],
+        "tta": cfg.tta,
         "test_loss": test_res["loss"],
         "best_val_top1": result["best_val_top1"],
         "best_epoch": result["best_epoch"],
@@ -355,9 +384,28 @@ def _save_predictions(out: Path, test_res: dict) -> None:
     })
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory measurement (CUDA allocator, or the process's RSS high-water mark)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: writing 5 resets VmHWM to the current RSS
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _peak_memory_mb(device: torch.device) -> float:
+    """CUDA max allocated on GPU; peak resident set size (VmHWM) of this process on CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         import resource
 
@@ -375,6 +423,7 @@ def evaluate_run(
     device: str = "auto",
     batch_size: int = 512,
     progress: bool = True,
+    tta: str | None = None,
 ) -> dict:
     """Top-1 / top-5 of a trained run on a data split (default: the run's own data set's test split)."""
     from lenet2vit.data import load_split
@@ -396,6 +445,8 @@ def evaluate_run(
         model = model.to(memory_format=torch.channels_last)
     loader = make_loader(arrays, cfg, train=False, device=dev, mean=config["mean"], std=config["std"],
                          channels_last=channels_last, input_size=config["input_size"])
-    res = evaluate(model, loader, device=dev, amp_dtype=resolve_amp(cfg.amp, dev), progress=progress)
+    res = evaluate(model, loader, device=dev, amp_dtype=resolve_amp(cfg.amp, dev), progress=progress,
+                   tta=tta or cfg.tta)
     return {"run": str(run_dir), "model": config["model"], "split": split, "top1": res["top1"],
-            "top5": res["top5"], "loss": res["loss"], "n": res["n"], "images_per_s": res["images_per_s"]}
+            "top5": res["top5"], "loss": res["loss"], "n": res["n"], "images_per_s": res["images_per_s"],
+            "tta": tta or cfg.tta}
