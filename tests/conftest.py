@@ -11,7 +11,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 
-torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("LENET2VIT_TEST_THREADS", "2")))))
+# Under pytest-xdist each worker gets one thread: more threads than cores slows torch badly.
+_default_threads = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("LENET2VIT_TEST_THREADS", _default_threads)))))
 
 
 @pytest.fixture

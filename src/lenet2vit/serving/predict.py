@@ -1,0 +1,332 @@
+"""Predict with a trained run: image files in, top-k classes with probabilities out.
+
+Every run folder stores its own preprocessing (input size, mean/std, channel count) and class
+names, so a prediction needs nothing but the run. :class:`Preprocess` turns a PIL image into
+the network's input exactly the way evaluation sees it: convert to RGB (or L for 1-channel
+models), resize the shorter side to the input size, center-crop a square, scale to [0, 1] and
+normalise. :class:`Predictor` holds a loaded model with its preprocessing; :func:`predict_files`
+walks files and folders, predicts every readable image and reports unreadable ones per file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn as nn
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lenet2vit.engine.run import RunError, load_run
+
+__all__ = [
+    "ServingError",
+    "IMAGE_EXTENSIONS",
+    "IMAGE_FORMATS",
+    "MAX_IMAGE_PIXELS",
+    "Preprocess",
+    "Predictor",
+    "open_image",
+    "find_images",
+    "predict_files",
+    "format_predictions",
+    "save_run",
+]
+
+# Files a folder walk picks up (what PIL decodes; case-insensitive).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+
+# Decoders PIL may use: the common raster formats only (PIL's EPS plugin, for one, runs
+# Ghostscript, which a server must never do on an uploaded file).
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
+
+# Largest decoded image accepted (width * height): a small compressed file can expand to
+# gigabytes of pixels (a "decompression bomb"); 40 MP is a 7300 x 5500 photo.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+class ServingError(RunError):
+    """A prediction, export or serving request that cannot be done as asked; the message says what to do.
+
+    ``status`` is the HTTP status the web app answers with (400 unless a more exact one fits).
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The input pipeline of one run, as data: ``PIL image -> (C, S, S)`` float tensor.
+
+    ``input_size`` S is the square side the network sees, ``mean``/``std`` the per-channel
+    normalisation after scaling to [0, 1] and ``in_chans`` picks the colour mode (1: L,
+    3: RGB). Built from a run's config with :meth:`from_config`.
+    """
+
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    in_chans: int = 3
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Preprocess":
+        """The preprocessing stored with a run (``load_run(...)[1]``)."""
+        try:
+            return cls(int(config["input_size"]), tuple(config["mean"]), tuple(config["std"]), int(config["in_chans"]))
+        except KeyError as e:
+            raise ServingError(f"run config has no {e.args[0]!r}; it was not written by `lenet2vit train`") from None
+
+    @property
+    def mode(self) -> str:
+        """PIL colour mode the image is converted to."""
+        return "L" if self.in_chans == 1 else "RGB"
+
+    def crop(self, image: Image.Image) -> Image.Image:
+        """Convert, resize the shorter side to ``input_size`` and center-crop: what the network sees, unnormalised."""
+        img = image.convert(self.mode)
+        s = self.input_size
+        w, h = img.size
+        # Sizes and offsets rounded as torchvision's Resize(s) + CenterCrop(s), the usual eval transform.
+        nw, nh = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
+        if (nw, nh) != (w, h):
+            img = img.resize((nw, nh), Image.Resampling.BILINEAR)
+        left, top = int(round((nw - s) / 2.0)), int(round((nh - s) / 2.0))
+        return img.crop((left, top, left + s, top + s))
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        x = TF.to_dtype(TF.pil_to_tensor(self.crop(image)), torch.float32, scale=True)  # (C, S, S) in [0, 1]
+        if x.shape[0] != self.in_chans:  # runs with neither 1 nor 3 channels: grey repeated
+            x = x.mean(0, keepdim=True).expand(self.in_chans, -1, -1)
+        return TF.normalize(x, list(self.mean), list(self.std))
+
+
+def open_image(source: str | os.PathLike | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open and fully decode an image file (or its bytes); raise :class:`ServingError` if it is not one.
+
+    The decoded size is checked against ``max_pixels`` before decoding, so a tiny file that
+    expands to an enormous image is refused instead of exhausting memory.
+    """
+    name = "upload" if isinstance(source, (bytes, bytearray)) else str(source)
+    if isinstance(source, (bytes, bytearray)) and not source:
+        raise ServingError("empty file; send a JPEG, PNG, BMP, GIF, WebP or TIFF image")
+    try:
+        fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
+    except OSError as e:
+        raise ServingError(f"{name}: cannot read ({e.strerror or e})") from None
+    with fp:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(fp, formats=IMAGE_FORMATS)
+                if img.width * img.height > max_pixels:
+                    raise ServingError(
+                        f"{name}: image is {img.width}x{img.height} pixels, more than the {max_pixels:,} accepted; "
+                        "downscale it first", status=413,
+                    )
+                img.load()
+                img = ImageOps.exif_transpose(img)  # phone photos: apply the stored rotation
+        except ServingError:
+            raise
+        except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+            raise ServingError(f"{name}: not an image PIL can read ({type(e).__name__}); "
+                               "use JPEG, PNG, BMP, GIF, WebP or TIFF", status=415) from None
+        except (OSError, ValueError, SyntaxError, EOFError) as e:  # truncated or corrupt data
+            raise ServingError(f"{name}: image data is damaged ({e})") from None
+    return img
+
+
+def find_images(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, str | None]]:
+    """Expand files and folders into image files, in the order given: ``[(path, problem), ...]``.
+
+    Folders are walked recursively (sorted, hidden entries skipped) and give the files whose
+    extension is in :data:`IMAGE_EXTENSIONS`. Files named explicitly are kept whatever their
+    extension (they are tried, and reported if unreadable). ``problem`` is None for a file to
+    predict, else a message: the path does not exist, or the folder holds no images.
+    """
+    out: list[tuple[Path, str | None]] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = []
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found += [Path(root) / f for f in sorted(files)
+                          if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+            if not found:
+                out.append((p, "folder holds no image files (" + ", ".join(IMAGE_EXTENSIONS[:5]) + ", ...)"))
+            out += [(f, None) for f in found]
+        elif p.is_file():
+            out.append((p, None))
+        else:
+            out.append((p, "no such file or folder"))
+    return out
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+@dataclass
+class Predictor:
+    """A trained model ready to predict: the network, its preprocessing and its class names.
+
+    Build one from a run folder with :meth:`from_run`. ``name`` labels the model in tables
+    and in the web app (the run folder's name by default).
+    """
+
+    model: nn.Module
+    preprocess: Preprocess
+    classes: list[str]
+    name: str = "model"
+    config: dict = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @classmethod
+    def from_run(cls, run: str | os.PathLike, device: str | torch.device = "cpu", name: str | None = None) -> "Predictor":
+        """Load a run folder (or its ``best.safetensors``) for prediction on ``device``."""
+        from lenet2vit.engine.loop import resolve_device
+
+        try:
+            dev = resolve_device(str(device))
+        except RuntimeError as e:  # torch.device() of a malformed name
+            raise ServingError(f"unknown device {str(device)!r} ({e}); use cpu, cuda, cuda:1, mps or auto") from None
+        model, config = load_run(run, device=dev)
+        path = Path(run)
+        label = name or (path.name if path.is_dir() else path.parent.name) or config["model"]
+        return cls(model.eval(), Preprocess.from_config(config), list(config["classes"]), label, config, dev)
+
+    @property
+    def arch(self) -> str:
+        """The registered architecture name (e.g. ``resnet18_cifar``)."""
+        return self.config.get("model", type(self.model).__name__)
+
+    @torch.inference_mode()
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(B, num_classes)`` for a preprocessed batch ``(B, C, S, S)``."""
+        logits = self.model(batch.to(self.device))
+        if isinstance(logits, (tuple, list)):  # e.g. auxiliary heads: keep the main output
+            logits = logits[0]
+        return logits.float().softmax(-1).cpu()
+
+    def topk(self, probs: torch.Tensor, k: int = 5) -> list[list[dict]]:
+        """Rows of ``{"class", "index", "probability"}``, most likely first, for each row of ``probs``."""
+        k = max(1, min(k, probs.shape[-1]))
+        values, indices = probs.topk(k, dim=-1)
+        return [
+            [{"class": self.classes[i], "index": int(i), "probability": float(v)} for v, i in zip(vs.tolist(), ix.tolist())]
+            for vs, ix in zip(values, indices)
+        ]
+
+    def predict_images(self, images: Sequence[Image.Image], k: int = 5) -> list[list[dict]]:
+        """Top-``k`` for each PIL image (see :meth:`topk`)."""
+        if not images:
+            return []
+        batch = torch.stack([self.preprocess(im) for im in images])
+        return self.topk(self.probabilities(batch), k)
+
+
+def save_run(
+    model: nn.Module,
+    out: str | os.PathLike,
+    *,
+    classes: Sequence[str],
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    model_kwargs: dict | None = None,
+) -> Path:
+    """Write a run folder (``config.json`` + ``best.safetensors``) for a registered model trained elsewhere.
+
+    ``model`` must come from :func:`lenet2vit.create_model` (its ``model_name`` names the
+    architecture; ``model_kwargs`` are the extra arguments it was built with). The folder then
+    works with ``predict``, ``export`` and ``serve`` like one written by ``lenet2vit train``.
+    """
+    from lenet2vit.engine.checkpoint import atomic_write_json, save_weights
+    from lenet2vit.registry import model_info
+
+    name = getattr(model, "model_name", None)
+    if name is None:
+        raise ServingError("model has no model_name; build it with lenet2vit.create_model(name, ...)")
+    in_chans = len(mean)
+    if len(std) != in_chans:
+        raise ServingError(f"mean has {in_chans} values but std {len(std)}; give one per input channel")
+    config = {
+        "model": name, "model_kwargs": dict(model_kwargs or {}), "family": model_info(name).family,
+        "num_classes": len(classes), "in_chans": in_chans, "input_size": int(input_size),
+        "mean": [float(m) for m in mean], "std": [float(v) for v in std], "classes": list(classes),
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", config)
+    save_weights(out / "best.safetensors", model.state_dict(), metadata=config)
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def predict_files(
+    run: str | os.PathLike | Predictor,
+    paths: Iterable[str | os.PathLike],
+    *,
+    k: int = 5,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> list[dict]:
+    """Top-``k`` predictions for image files and folders, one result per file in walk order.
+
+    Each result is ``{"path", "top": [{"class", "index", "probability"}, ...]}``, or
+    ``{"path", "error"}`` for a file that could not be read; one bad file never stops the
+    others. ``run`` is a run folder or a loaded :class:`Predictor`.
+    """
+    if batch_size < 1:
+        raise ServingError(f"batch size must be >= 1, got {batch_size}")
+    predictor = run if isinstance(run, Predictor) else Predictor.from_run(run, device=device)
+    results: list[dict] = []
+    pending: list[tuple[dict, torch.Tensor]] = []
+
+    def flush() -> None:
+        if pending:
+            tops = predictor.topk(predictor.probabilities(torch.stack([x for _, x in pending])), k)
+            for (row, _), top in zip(pending, tops):
+                row["top"] = top
+            pending.clear()
+
+    for path, problem in find_images(paths):
+        row: dict = {"path": str(path)}
+        results.append(row)
+        if problem:
+            row["error"] = problem
+            continue
+        try:
+            pending.append((row, predictor.preprocess(open_image(path))))
+        except ServingError as e:
+            row["error"] = str(e).removeprefix(f"{path}: ")
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return results
+
+
+def format_predictions(results: list[dict], k: int = 5) -> str:
+    """A plain-text table: one block per file, its top-k classes with probabilities and bars."""
+    lines = []
+    for row in results:
+        if "error" in row:
+            lines.append(f"{row['path']}: error: {row['error']}")
+            continue
+        lines.append(row["path"])
+        width = max(len(t["class"]) for t in row["top"][:k])
+        for rank, t in enumerate(row["top"][:k], 1):
+            bar = "#" * round(t["probability"] * 20)
+            lines.append(f"  {rank}. {t['class']:<{width}}  {t['probability']:7.2%}  {bar}")
+    return "\n".join(lines)
