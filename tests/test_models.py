@@ -12,11 +12,21 @@ ALL = list_models("*")
 
 
 def _small_size(name: str) -> int:
-    return model_info(name).min_input_size
+    return max(model_info(name).min_input_size, 8) if model_info(name).family != "LeNet" else 32
 
 
 def _is_heavy(name: str) -> bool:
-    return model_info(name).ref_params > 30_000_000
+    """Models whose real forward/backward at small size still costs seconds on 2 cores.
+
+    Their shapes are checked on the meta device here; their real outputs by their family's
+    reference-equivalence tests (tests/models/).
+    """
+    info = model_info(name)
+    return info.ref_params > 25_000_000 or name in HEAVY
+
+
+HEAVY = {"resnet1202", "efficientnet_b3", "efficientnet_b4", "googlenet_paper_cifar", "resnet101_cifar"}
+LIGHT = [n for n in ALL if not _is_heavy(n)]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -38,27 +48,32 @@ def test_info_is_complete(name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_forward_shapes_and_classifier_api(name):
-    info = model_info(name)
+def test_output_shapes_for_any_class_count_and_channels(name):
+    size = _small_size(name)
+    for num_classes, in_chans in ((7, 3), (3, 1)):
+        with torch.device("meta"):
+            model = create_model(name, num_classes=num_classes, in_chans=in_chans).eval()
+            y = model(torch.empty(2, in_chans, size, size))
+            assert y.shape == (2, num_classes)
+            assert model.forward_head(model.forward_features(torch.empty(2, in_chans, size, size))).shape == y.shape
+            model.reset_classifier(4)
+            assert model(torch.empty(2, in_chans, size, size)).shape == (2, 4)
+            assert model.get_classifier() is not None
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_real_forward_is_finite_and_split_consistently(name):
     size = _small_size(name)
     torch.manual_seed(0)
-    for num_classes, in_chans in ((7, 3), (3, 1)) if not _is_heavy(name) else ((7, 1),):
-        model = create_model(name, num_classes=num_classes, in_chans=in_chans).eval()
-        x = torch.randn(2, in_chans, size, size)
-        with torch.no_grad():
-            y = model(x)
-            feats = model.forward_features(x)
-            assert torch.allclose(model.forward_head(feats), y, atol=1e-5)
-        assert y.shape == (2, num_classes)
-        assert torch.isfinite(y).all()
-        assert model.get_classifier() is not None
-    model.reset_classifier(4)
+    model = create_model(name, num_classes=7).eval()
+    x = torch.randn(2, model_info(name).in_chans, size, size)
     with torch.no_grad():
-        assert model(x).shape == (2, 4)
-    del info
+        y = model(x)
+        assert torch.isfinite(y).all()
+        assert torch.allclose(model.forward_head(model.forward_features(x)), y, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if not _is_heavy(n)])
+@pytest.mark.parametrize("name", LIGHT)
 def test_every_parameter_gets_a_gradient(name):
     size = _small_size(name)
     torch.manual_seed(0)

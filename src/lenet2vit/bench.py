@@ -84,11 +84,10 @@ class _Timer:
 
 
 def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
+    """CUDA max allocated; on CPU the RSS high-water mark since the model's run began."""
+    from lenet2vit.engine.run import _peak_memory_mb
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _peak_memory_mb(device)
 
 
 def conv_ceiling(device: str | torch.device = "auto", precision: str = "fp32", channels_last: bool = True,
@@ -154,8 +153,9 @@ def bench_model(
         x = x.to(memory_format=torch.channels_last)
     n_out = model(x[:1]).shape[-1] if mode == "train" else 0
     y = torch.randint(0, max(n_out, 1), (batch_size,), device=dev)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
+    from lenet2vit.engine.run import reset_peak_memory
+
+    reset_peak_memory(dev)
     run = torch.compile(model) if compile else model
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) if mode == "train" else None
 
