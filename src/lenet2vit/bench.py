@@ -91,8 +91,12 @@ def _peak_mb(device: torch.device) -> float:
 
 
 def conv_ceiling(device: str | torch.device = "auto", precision: str = "fp32", channels_last: bool = True,
-                 batch: int = 32, channels: int = 256, size: int = 28, iters: int = 10) -> float:
-    """Achieved GFLOP/s of one large 3x3 convolution (forward) - the machine's practical limit."""
+                 batch: int = 32, channels: int = 256, size: int = 28, iters: int = 10, mode: str = "infer") -> float:
+    """Achieved GFLOP/s of one large 3x3 convolution - the machine's practical limit.
+
+    ``mode="infer"`` times the forward pass; ``mode="train"`` forward and backward (input and
+    weight gradients), counted as three forward passes like a training step.
+    """
     dev = resolve_device(str(device))
     dtype = PRECISIONS[precision]
     conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(dev)
@@ -100,12 +104,29 @@ def conv_ceiling(device: str | torch.device = "auto", precision: str = "fp32", c
     if channels_last:
         conv, x = conv.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     flops = 2 * batch * channels * channels * 9 * size * size
-    with torch.inference_mode(), _autocast(dev, dtype):
+    if mode == "train":
+        x.requires_grad_(True)
+
+        def step():
+            with _autocast(dev, dtype):
+                y = conv(x)
+            y.backward(torch.ones_like(y))
+
+        flops *= 3
+        ctx = contextlib.nullcontext()
+    else:
+
+        def step():
+            with _autocast(dev, dtype):
+                conv(x)
+
+        ctx = torch.inference_mode()
+    with ctx:
         for _ in range(3):
-            conv(x)
+            step()
         with _Timer(dev) as t:
             for _ in range(iters):
-                conv(x)
+                step()
     return flops * iters / t.seconds / 1e9
 
 

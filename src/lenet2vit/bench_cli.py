@@ -38,8 +38,10 @@ def cmd_bench(args) -> int:
         model_info(n)  # unknown names fail before any timing
     modes = ["infer", "train"] if args.mode == "both" else [args.mode]
     cl = True if args.channels_last is None else args.channels_last
-    ceiling = conv_ceiling(args.device, args.precision, cl)
-    print(f"machine ceiling: {ceiling:.1f} GFLOP/s (3x3 conv, {args.precision}, {'channels_last' if cl else 'NCHW'})")
+    ceilings = {m: conv_ceiling(args.device, args.precision, cl, mode=m) for m in modes}
+    for m, c in ceilings.items():
+        print(f"machine ceiling ({m}): {c:.1f} GFLOP/s (3x3 conv {'forward' if m == 'infer' else 'forward+backward'}, "
+              f"{args.precision}, {'channels_last' if cl else 'NCHW'})")
     head = f"{'model':<20} {'mode':<6} {'img/s':>10} {'ms/step':>9} {'params':>12} {'GMACs':>8} {'GFLOP/s':>9} {'of ceil':>8} {'peak MB':>9}"
     print(head)
     rows = []
@@ -48,7 +50,7 @@ def cmd_bench(args) -> int:
             r = bench_model(n, mode, batch_size=args.batch_size, input_size=args.input_size, device=args.device,
                             precision=args.precision, channels_last=args.channels_last, compile=args.compile,
                             warmup=args.warmup, iters=args.iters)
-            r.ceiling_gflops = ceiling
+            r.ceiling_gflops = ceilings[mode]
             rows.append(r.to_dict())
             print(f"{n:<20} {mode:<6} {r.images_per_s:>10.1f} {r.ms_per_step:>9.2f} {r.params:>12,} "
                   f"{r.macs / 1e9:>8.3f} {r.gflops:>9.1f} {r.fraction_of_ceiling:>8.1%} {r.peak_memory_mb:>9.0f}"

@@ -137,7 +137,10 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
     g.add_argument("--weight-decay", type=nonneg_float)
     g.add_argument("--momentum", type=nonneg_float)
-    g.add_argument("--schedule", choices=["none", "step", "cosine", "onecycle"])
+    g.add_argument("--schedule", choices=["none", "step", "cosine", "onecycle", "plateau"])
+    g.add_argument("--milestones", type=lambda t: tuple(positive_int(v) for v in t.split(",")),
+                   help="step schedule: epochs (or steps, per the preset) at which lr *= gamma, e.g. 15,23")
+    g.add_argument("--tta", choices=["none", "flip", "10crop"], help="test-time views averaged for the test split")
     g.add_argument("--warmup-epochs", type=nonneg_float)
     g.add_argument("--label-smoothing", type=nonneg_float)
     g.add_argument("--crop-padding", type=nonneg_int, help="random-crop padding in pixels (0: off)")
@@ -173,6 +176,7 @@ def config_from_args(args):
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         weight_decay=args.weight_decay, momentum=args.momentum, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, crop_padding=args.crop_padding,
+        milestones=args.milestones, tta=args.tta,
         flip=args.flip, mean=args.mean, std=args.std, val_fraction=args.val_fraction, limit=args.limit,
         seed=args.seed, device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
         grad_clip=args.grad_clip, nonfinite=args.nonfinite, sync_bn=args.sync_bn,
