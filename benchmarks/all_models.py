@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from lenet2vit.bench import figure, machine, machine_line
 
 FULL = dict(warmup=3, iters=10)
 SMOKE = dict(warmup=1, iters=1)
@@ -34,31 +34,6 @@ SMOKE = dict(warmup=1, iters=1)
 
 class BenchError(RuntimeError):
     """Something the user can fix (no model matches, bad flag); printed as one line."""
-
-
-def figure(label: str, value: float, unit: str, extra: str = "") -> None:
-    """Print one labelled figure on its own line."""
-    print(f"{label:<66} {value:>12.2f} {unit}{('  ' + extra) if extra else ''}", flush=True)
-
-
-def machine(device: torch.device) -> dict:
-    """What the figures were measured on, and how busy the machine was."""
-    from lenet2vit.engine.run import environment
-
-    env = environment(device)
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    env.update(cpu=cpu, logical_cpus=os.cpu_count(), load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
-    return env
-
-
-def machine_line(env: dict) -> str:
-    gpu = f", GPU {env['gpu']}" if env.get("gpu") else ""
-    return (f"{env['cpu']} ({env['logical_cpus']} logical CPUs, torch threads {env['cpu_threads']}){gpu}; "
-            f"torch {env['torch']}, torchvision {env['torchvision']}")
 
 
 def select_models(patterns: str, max_params: float | None) -> list[str]:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from lenet2vit.bench import describe_machine, figure, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -35,35 +35,6 @@ SMOKE = dict(images=1_000, batch_sizes="256,64", passes=1, train_batch=16, train
 
 class BenchError(RuntimeError):
     """Something the user can fix (missing data, bad flag); printed as one line."""
-
-
-def figure(label: str, value: float, unit: str, extra: str = "") -> None:
-    """Print one labelled figure on its own line."""
-    print(f"{label:<66} {value:>12.2f} {unit}{('  ' + extra) if extra else ''}", flush=True)
-
-
-def machine(device: torch.device) -> dict:
-    """What the figures were measured on, and how busy the machine was."""
-    from lenet2vit.engine.run import environment
-
-    env = environment(device)
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    env.update(cpu=cpu, logical_cpus=os.cpu_count(), load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
-    return env
-
-
-def describe_machine(env: dict) -> None:
-    gpu = f", GPU {env['gpu']}" if env.get("gpu") else ""
-    print(f"machine: {env['cpu']} ({env['logical_cpus']} logical CPUs, torch threads {env['cpu_threads']}){gpu}; "
-          f"torch {env['torch']}, torchvision {env['torchvision']}")
-    load = env.get("load_average")
-    if load and env["logical_cpus"] and load[0] > 0.5 * env["logical_cpus"]:
-        print(f"warning: load average {load[0]:.1f} on {env['logical_cpus']} CPUs - other work is running, "
-              "so these figures are not meaningful; rerun on a quiet machine")
 
 
 def _sync(device: torch.device) -> None:

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import re
 import shutil
@@ -44,6 +42,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from lenet2vit.bench import describe_machine, figure, machine
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -62,35 +62,6 @@ class BenchError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- reporting
-
-
-def figure(label: str, value: float, unit: str, extra: str = "") -> None:
-    """Print one labelled figure on its own line."""
-    print(f"{label:<66} {value:>12.2f} {unit}{('  ' + extra) if extra else ''}", flush=True)
-
-
-def machine(device: torch.device) -> dict:
-    """What the figures were measured on, and how busy the machine was."""
-    from lenet2vit.engine.run import environment
-
-    env = environment(device)
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    env.update(cpu=cpu, logical_cpus=os.cpu_count(), load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
-    return env
-
-
-def describe_machine(env: dict) -> None:
-    gpu = f", GPU {env['gpu']}" if env.get("gpu") else ""
-    print(f"machine: {env['cpu']} ({env['logical_cpus']} logical CPUs, torch threads {env['cpu_threads']}){gpu}; "
-          f"torch {env['torch']}, torchvision {env['torchvision']}")
-    load = env.get("load_average")
-    if load and env["logical_cpus"] and load[0] > 0.5 * env["logical_cpus"]:
-        print(f"warning: load average {load[0]:.1f} on {env['logical_cpus']} CPUs - other work is running, "
-              "so these figures are not meaningful; rerun on a quiet machine")
 
 
 # ----------------------------------------------------------------------------- data

@@ -209,3 +209,46 @@ def bench_model(
         params=params, macs=macs, gflops=flops / per_step / 1e9, peak_memory_mb=_peak_mb(dev),
         compile_s=max(first.seconds - per_step, 0.0) if compile else 0.0,
     )
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def figure(label: str, value: float, unit: str, extra: str = "") -> None:
+    """Print one labelled figure on its own line (the benchmarks' output format)."""
+    print(f"{label:<66} {value:>12.2f} {unit}{('  ' + extra) if extra else ''}", flush=True)
+
+
+def machine(device: torch.device) -> dict:
+    """What figures were measured on: versions, CPU model, cores and how busy the machine was."""
+    import os
+    import platform
+    from pathlib import Path
+
+    from lenet2vit.engine.run import environment
+
+    env = environment(device)
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or platform.machine()
+    env.update(cpu=cpu, logical_cpus=os.cpu_count(),
+               load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
+    return env
+
+
+def machine_line(env: dict) -> str:
+    """One line naming the machine of :func:`machine`."""
+    gpu = f", GPU {env['gpu']}" if env.get("gpu") else ""
+    return (f"{env['cpu']} ({env['logical_cpus']} logical CPUs, torch threads {env['cpu_threads']}){gpu}; "
+            f"torch {env['torch']}, torchvision {env['torchvision']}")
+
+
+def describe_machine(env: dict) -> None:
+    """Print the machine line, and a warning when other work makes the figures unreliable."""
+    print(f"machine: {machine_line(env)}")
+    load = env.get("load_average")
+    if load and env["logical_cpus"] and load[0] > 0.5 * env["logical_cpus"]:
+        print(f"warning: load average {load[0]:.1f} on {env['logical_cpus']} CPUs - other work is running, "
+              "so these figures are not meaningful; rerun on a quiet machine")

@@ -10,7 +10,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 from lenet2vit.data import ImageArrays
-from lenet2vit.engine import RunError, TrainConfig, evaluate_run, load_run, train_run
+from lenet2vit.engine import RunError, TrainConfig, load_run, train_run
 from lenet2vit.registry import _unregister, register_model
 
 

@@ -9,7 +9,7 @@ import torchvision
 
 from lenet2vit import create_model, list_models, load_weights, model_info
 from lenet2vit.layers import LocalResponseNorm
-from lenet2vit.models.vgg import cfgs, init_from
+from lenet2vit.models.vgg import init_from
 
 
 def _convs(model: nn.Module) -> list[nn.Conv2d]:

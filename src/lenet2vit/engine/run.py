@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -248,7 +247,7 @@ def train_run(
     Returns the figures also written to ``out/results.json``.
     """
     out = Path(out)
-    info = model_info(model)  # unknown names fail before any data is read
+    model_info(model)  # unknown names fail before any data is read
     if pretrained and form == "auto":
         form = "imagenet"  # published weights are for the paper's form
     train, val, test = data if data is not None else prepare_data(dataset, data_dir, cfg, download=download, strict=strict)
