@@ -158,3 +158,11 @@ def test_plateau_divides_lr_when_validation_stops_improving(tmp_path):
     assert min(lrs) < 1e-6 * 0.5  # dropped at least once
     drops = [i for i in range(1, len(lrs)) if lrs[i] < lrs[i - 1] * 0.5]
     assert all(b - a >= 2 for a, b in zip(drops, drops[1:]))  # patience between drops
+
+
+def test_warmup_ramps_the_step_schedule_too():
+    cfg = TrainConfig(schedule="step", epochs=4, warmup_epochs=1, milestones=(2,), gamma=0.1)
+    assert lr_factor(0, 10, cfg) == pytest.approx(0.1)
+    assert lr_factor(9, 10, cfg) == pytest.approx(1.0)
+    assert lr_factor(15, 10, cfg) == 1.0
+    assert lr_factor(20, 10, cfg) == pytest.approx(0.1)

@@ -144,13 +144,14 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     """Multiplier of the base lr after ``step`` optimizer steps (a pure function of the config)."""
     total = max(cfg.epochs * steps_per_epoch, 1)
     warm = int(cfg.warmup_epochs * steps_per_epoch)
+    ramp = (step + 1) / warm if warm and step < warm else 1.0  # linear warm-up, any schedule
     if cfg.schedule in ("none", "plateau"):  # plateau: fit() scales the lr from validation results
-        return 1.0
+        return ramp
     if cfg.schedule == "step":
         epoch = step // steps_per_epoch
         at = step if cfg.milestone_unit == "step" else epoch
         drops = sum(1 for m in cfg.milestones if at >= m) + (epoch // cfg.step_every if cfg.step_every else 0)
-        return cfg.gamma**drops
+        return ramp * cfg.gamma**drops
     if warm and step < warm:
         return (step + 1) / warm
     progress = min((step - warm) / max(total - warm, 1), 1.0)
