@@ -109,3 +109,14 @@ def test_load_run_errors_are_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunError, match="not a run folder"):
         load_run(tmp_path / "empty")
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_short_epoch_on_real_cifar10_is_well_above_chance(tmp_path, cifar_archive):
+    cfg = TrainConfig(optimizer="adamw", lr=2e-3, weight_decay=5e-4, schedule="onecycle", warmup_epochs=0.2,
+                      epochs=1, batch_size=64, mean=None, std=None, flip=True, limit=3000, amp="auto", device="cpu")
+    res = train_run("resnet20", out=tmp_path / "r20", cfg=cfg, dataset="cifar10", data_dir=cifar_archive,
+                    progress=False, log=lambda s: None)
+    assert res["test_top1"] > 0.2  # chance is 0.1
+    assert res["test_top5"] > res["test_top1"]
