@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from lenet2vit.bench import describe_machine, figure, machine
+from lenet2vit.bench import describe_machine, figure, machine, script_main
 import torch.nn as nn
 
 # our registered name -> torchvision builder of the same architecture
@@ -172,20 +171,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
-    from lenet2vit.data import DataError
-    from lenet2vit.engine.loop import TrainingError
-
-    args = parse_args(argv)
-    try:
-        result = run(args)
-    except (DataError, TrainingError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        print(f"wrote {args.out}")
-    return 0
+    return script_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":

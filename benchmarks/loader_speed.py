@@ -17,14 +17,13 @@ how far the data pipeline is from ever being the bottleneck (target: at least 50
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from lenet2vit.bench import describe_machine, figure, machine
+from lenet2vit.bench import describe_machine, figure, machine, script_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -191,21 +190,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
-    from lenet2vit.data import DataError
-    from lenet2vit.engine.loop import TrainingError
-    from lenet2vit.registry import UnknownModelError
-
-    args = parse_args(argv)
-    try:
-        result = run(args)
-    except (BenchError, DataError, TrainingError, UnknownModelError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        print(f"wrote {args.out}")
-    return 0
+    return script_main(run, parse_args(argv), BenchError)
 
 
 if __name__ == "__main__":

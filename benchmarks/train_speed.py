@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from lenet2vit.bench import describe_machine, figure, machine
+from lenet2vit.bench import describe_machine, figure, machine, script_main
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -436,21 +436,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
-    from lenet2vit.data import DataError
-    from lenet2vit.engine.loop import TrainingError
-    from lenet2vit.registry import UnknownModelError
-
-    args = parse_args(argv)
-    try:
-        result = run(args)
-    except (BenchError, DataError, TrainingError, UnknownModelError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        print(f"wrote {args.out}")
-    return 0
+    return script_main(run, parse_args(argv), BenchError)
 
 
 if __name__ == "__main__":

@@ -252,3 +252,26 @@ def describe_machine(env: dict) -> None:
     if load and env["logical_cpus"] and load[0] > 0.5 * env["logical_cpus"]:
         print(f"warning: load average {load[0]:.1f} on {env['logical_cpus']} CPUs - other work is running, "
               "so these figures are not meaningful; rerun on a quiet machine")
+
+
+def script_main(run, args, *user_errors: type[BaseException]) -> int:
+    """Run a benchmark script's ``run(args) -> dict``; one ``error:`` line for user errors.
+
+    The figures are written atomically to ``args.out`` as JSON when it is set.
+    """
+    from lenet2vit.data import DataError
+    from lenet2vit.engine.checkpoint import atomic_write_json
+    from lenet2vit.engine.loop import TrainingError
+    from lenet2vit.registry import UnknownModelError
+
+    import sys
+
+    try:
+        result = run(args)
+    except (DataError, TrainingError, UnknownModelError, *user_errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.out:
+        atomic_write_json(args.out, result)
+        print(f"wrote {args.out}")
+    return 0
