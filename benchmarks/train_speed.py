@@ -19,8 +19,10 @@ load hits both alike; before each of its rounds a DataLoader first uses up, unti
 batches its workers queued while the other side ran. The script also prints the fraction of the machine's conv ceiling
 (``lenet2vit.bench.conv_ceiling`` in the same precision and layout) that our training step
 reaches, counting a training step as three forward passes: ``3 * MACs * 2 * images/s``.
-``--accuracy`` also trains one epoch each way from the same initial weights and evaluates
-both on 2,000 test images.
+``--accuracy`` also trains a short fixed budget each way (default: one epoch with a quarter-epoch
+linear warm-up, seeds 0, 1, 2), each seed from the same initial weights both ways, evaluates
+both on the test images, and prints the mean and standard deviation of each way and whether
+their difference is within two standard errors (the noise).
 
     python benchmarks/train_speed.py                      # speed, 30 steps each
     python benchmarks/train_speed.py --accuracy --out runs/train_speed.json
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import re
 import shutil
@@ -55,6 +58,12 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 # Budgets: the full measurement, and a tiny one that only checks the script runs (--smoke).
 FULL = dict(train_images=10_000, test_images=2_000, batch_size=128, warmup=5, steps=30, rounds=3, ceiling_iters=10)
 SMOKE = dict(train_images=200, test_images=50, batch_size=16, warmup=1, steps=2, rounds=1, ceiling_iters=1)
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    m = sum(values) / len(values)
+    return m, (math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)
 
 
 class BenchError(RuntimeError):
@@ -231,7 +240,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", default="2,0", help="num_workers of the usual DataLoader, comma-separated (default 2,0)")
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--accuracy", action="store_true", help="also train 1 epoch each way and evaluate on the test images")
+    p.add_argument("--accuracy", action="store_true",
+                   help="also train a short budget each way, over several seeds, and evaluate on the test images")
+    p.add_argument("--accuracy-seeds", default="0,1,2", help="seeds of the accuracy check, comma-separated (default 0,1,2)")
+    p.add_argument("--accuracy-epochs", type=int, default=1, help="epochs of the accuracy check (default 1)")
+    p.add_argument("--accuracy-warmup", type=float, default=0.25,
+                   help="linear lr warm-up of the accuracy check, in epochs (default 0.25; without it lr 0.1 from "
+                        "scratch spikes the loss in the first steps either way and the figures are mostly noise)")
     p.add_argument("--threads", type=int, help="torch threads of the main process (default: torch's)")
     p.add_argument("--workdir", type=Path, help="keep the extracted subset here (default: a temporary folder)")
     p.add_argument("--out", type=Path, help="write every figure to this JSON file")
@@ -244,6 +259,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.workers = [int(w) for w in str(args.workers).split(",") if w.strip()]
     except ValueError:
         p.error(f"--workers takes whole numbers separated by commas, e.g. 2,0; got {args.workers!r}")
+    try:
+        args.accuracy_seeds = [int(x) for x in str(args.accuracy_seeds).split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--accuracy-seeds takes whole numbers separated by commas, e.g. 0,1,2; got {args.accuracy_seeds!r}")
+    if not args.accuracy_seeds:
+        p.error("--accuracy-seeds needs at least one seed, e.g. 0,1,2")
+    if args.accuracy_epochs < 1 or args.accuracy_warmup < 0:
+        p.error("--accuracy-epochs must be >= 1 and --accuracy-warmup >= 0")
     for name in ("train_images", "test_images", "batch_size", "steps", "warmup", "rounds"):
         if getattr(args, name) < (0 if name == "warmup" else 1):
             p.error(f"--{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
@@ -305,8 +328,8 @@ def run(args: argparse.Namespace) -> dict:
         precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
         num_classes = len(train_arr.classes)
 
-        def build(ours: bool) -> tuple[nn.Module, bool]:
-            torch.manual_seed(args.seed)  # the same initial weights both ways
+        def build(ours: bool, seed: int = args.seed) -> tuple[nn.Module, bool]:
+            torch.manual_seed(seed)  # the same initial weights both ways
             net = create_model(args.model, num_classes=num_classes, in_chans=train_arr.channels)
             cl = ours and use_channels_last(cfg.channels_last, net)
             return net.to(device, memory_format=torch.channels_last if cl else torch.preserve_format), cl
@@ -407,28 +430,55 @@ def run(args: argparse.Namespace) -> dict:
         }
 
         if args.accuracy:
-            # ---- accuracy: one epoch each way from the same weights, the same lr schedule
+            # ---- accuracy: a short fixed budget each way, from the same weights and lr schedule, over seeds
             print()
-            net, cl = build(True)
-            loader = our_loader(train_arr, True, cl)
-            opt = build_optimizer(net, cfg)
-            st = train_one_epoch(net, loader, opt, build_scheduler(opt, len(loader), cfg), cfg, device=device,
-                                 amp_dtype=amp, scaler=scaler, progress=False)
-            ours_top1 = evaluate(net, our_loader(test_arr, False, cl), device=device, amp_dtype=amp)["top1"]
+            acfg = cfg.replace(epochs=args.accuracy_epochs, warmup_epochs=args.accuracy_warmup)
             w = args.workers[0]
-            net, _ = build(False)
-            train_dl, test_dl = usual_loaders(folder, args.batch_size, w, device, args.seed)
-            opt = build_optimizer(net, cfg)
-            usual_n, usual_s = usual_train(net, train_dl, opt, build_scheduler(opt, len(train_dl), cfg), device)
-            usual_top1 = usual_evaluate(net, test_dl, device)
             n_test = counts["test"]["images"]
-            figure(f"ours: test accuracy after 1 epoch ({n_test} test images)", 100 * ours_top1, "%",
-                   f"({st['train_seconds']:.1f}s to train)")
-            figure(f"usual: test accuracy after 1 epoch (num_workers={w})", 100 * usual_top1, "%",
-                   f"({usual_s:.1f}s to train)")
-            result["accuracy"] = {"epochs": 1, "test_images": n_test, "ours_top1": ours_top1, "usual_top1": usual_top1,
-                                  "ours_train_seconds": st["train_seconds"], "usual_train_seconds": usual_s,
-                                  "usual_num_workers": w}
+            runs = {"ours": [], "usual": []}
+            for seed in args.accuracy_seeds:
+                scfg = acfg.replace(seed=seed)
+                net, cl = build(True, seed)
+                loader = make_loader(train_arr, scfg, train=True, device=device, mean=CIFAR_MEAN, std=CIFAR_STD,
+                                     channels_last=cl, input_size=train_arr.image_size)
+                opt = build_optimizer(net, scfg)
+                sched = build_scheduler(opt, len(loader), scfg)
+                secs = 0.0
+                for epoch in range(scfg.epochs):
+                    secs += train_one_epoch(net, loader, opt, sched, scfg, device=device, amp_dtype=amp, scaler=scaler,
+                                            epoch=epoch, progress=False)["train_seconds"]
+                top1 = evaluate(net, our_loader(test_arr, False, cl), device=device, amp_dtype=amp)["top1"]
+                runs["ours"].append({"seed": seed, "top1": top1, "train_seconds": secs})
+                figure(f"ours: test accuracy, seed {seed}", 100 * top1, "%", f"({secs:.1f}s to train)")
+
+                net, _ = build(False, seed)
+                train_dl, test_dl = usual_loaders(folder, args.batch_size, w, device, seed)
+                opt = build_optimizer(net, scfg)
+                sched = build_scheduler(opt, len(train_dl), scfg)
+                secs = sum(usual_train(net, train_dl, opt, sched, device)[1] for _ in range(scfg.epochs))
+                top1 = usual_evaluate(net, test_dl, device)
+                runs["usual"].append({"seed": seed, "top1": top1, "train_seconds": secs})
+                figure(f"usual: test accuracy, seed {seed} (num_workers={w})", 100 * top1, "%", f"({secs:.1f}s to train)")
+
+            stats = {k: mean_sd([100 * r["top1"] for r in v]) for k, v in runs.items()}
+            n = len(args.accuracy_seeds)
+            diff = stats["ours"][0] - stats["usual"][0]
+            # Two standard errors of the difference of the means: the "noise" the gap is held to.
+            noise = 2 * math.sqrt((stats["ours"][1] ** 2 + stats["usual"][1] ** 2) / n) if n > 1 else float("nan")
+            budget = f"{acfg.epochs} epoch(s), {n} seed(s), {n_test} test images"
+            figure(f"ours: test accuracy, mean ({budget})", stats["ours"][0], "%", f"sd {stats['ours'][1]:.2f}")
+            figure(f"usual: test accuracy, mean ({budget})", stats["usual"][0], "%", f"sd {stats['usual'][1]:.2f}")
+            figure("accuracy: ours - usual", diff, "points",
+                   f"noise (2 standard errors) {noise:.2f}: {'within' if abs(diff) <= noise else 'beyond'} noise"
+                   if n > 1 else "one seed: run several (--accuracy-seeds) to judge noise")
+            result["accuracy"] = {
+                "epochs": acfg.epochs, "warmup_epochs": acfg.warmup_epochs, "lr": acfg.lr, "test_images": n_test,
+                "seeds": list(args.accuracy_seeds), "usual_num_workers": w, "runs": runs,
+                "ours_mean": stats["ours"][0], "ours_sd": stats["ours"][1],
+                "usual_mean": stats["usual"][0], "usual_sd": stats["usual"][1],
+                "difference": diff, "noise": noise if n > 1 else None,
+                "within_noise": bool(abs(diff) <= noise) if n > 1 else None,
+            }
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -129,7 +129,7 @@ def test_loader_speed_says_what_to_do_without_data(tmp_path: Path, capsys) -> No
 def test_train_speed_smoke(tiny_archive: Path, tmp_path: Path) -> None:
     out = tmp_path / "train_speed.json"
     proc = run_script("train_speed", "--smoke", "--data", str(tiny_archive), "--model", "resnet20", "--accuracy",
-                      "--workers", "2,0", "--out", str(out))
+                      "--accuracy-seeds", "0,1", "--workers", "2,0", "--out", str(out))
     s = proc.stdout
     ours = figure_value(s, "ours: images/s")
     for w in (2, 0):
@@ -138,13 +138,19 @@ def test_train_speed_smoke(tiny_archive: Path, tmp_path: Path) -> None:
         assert ratio == pytest.approx(ours / figure_value(s, f"usual: images/s (DataLoader num_workers={w}"), rel=0.02)
     assert figure_value(s, "conv ceiling") > 0
     assert figure_value(s, "ours: fraction of conv ceiling") > 0
-    assert 0 <= figure_value(s, "ours: test accuracy") <= 100
-    assert 0 <= figure_value(s, "usual: test accuracy") <= 100
+    for seed in (0, 1):
+        assert 0 <= figure_value(s, f"ours: test accuracy, seed {seed}") <= 100
+        assert 0 <= figure_value(s, f"usual: test accuracy, seed {seed}") <= 100
+    ours_mean, usual_mean = figure_value(s, "ours: test accuracy, mean"), figure_value(s, "usual: test accuracy, mean")
+    assert figure_value(s, "accuracy: ours - usual") == pytest.approx(ours_mean - usual_mean, abs=0.02)
     res = json.loads(out.read_text())
     assert res["train_images"] == 30 and res["ours"]["images_per_s"] > 0
     assert set(res["usual"]) == {"2", "0"}
     assert res["achieved_gflops"] == pytest.approx(3 * res["macs"] * 2 * res["ours"]["images_per_s"] / 1e9)
-    assert 0 <= res["accuracy"]["ours_top1"] <= 1 and 0 <= res["accuracy"]["usual_top1"] <= 1
+    acc = res["accuracy"]
+    assert acc["seeds"] == [0, 1] and [r["seed"] for r in acc["runs"]["ours"]] == [0, 1]
+    assert acc["ours_mean"] == pytest.approx(50 * sum(r["top1"] for r in acc["runs"]["ours"]))
+    assert acc["within_noise"] == (abs(acc["difference"]) <= acc["noise"])
 
 
 @pytest.mark.slow
@@ -197,3 +203,29 @@ def test_all_models_smoke(tmp_path: Path) -> None:
         assert float(cells[6]) > 0 and float(cells[10]) > 0  # infer and train img/s
     res = json.loads(out.with_suffix(".json").read_text())
     assert {r["model"] for r in res["rows"]} == {"lenet5", "resnet20"}
+
+
+def test_train_profile_categories() -> None:
+    mod = load_script("train_profile")
+    assert mod.category("aten::convolution_backward") == "conv backward"
+    assert mod.category("aten::mkldnn_convolution") == "conv forward"
+    assert mod.category("aten::native_batch_norm_backward") == "batch norm"
+    assert mod.category("aten::addmm") == "linear"
+    assert mod.category("aten::threshold_backward") == "element-wise"
+    assert mod.category("aten::_to_copy") == "casts"
+    assert mod.category("aten::some_new_op") == "other"
+
+
+@pytest.mark.slow
+def test_train_profile_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "profile.json"
+    proc = run_script("train_profile", "--smoke", "--model", "resnet20", "--out", str(out))
+    s = proc.stdout
+    res = json.loads(out.read_text())
+    assert sum(res["shares"].values()) == pytest.approx(1.0)
+    assert res["shares"]["conv backward"] > 0 and res["shares"]["optimizer"] > 0
+    assert figure_value(s, "share of step time: conv backward") == pytest.approx(100 * res["shares"]["conv backward"], abs=0.01)
+    # the fraction of the ceiling splits into (conv rate / ceiling) x (conv share)
+    frac, rate, share = (figure_value(s, k) for k in ("fraction of the ceiling", "  = conv rate", "  x conv share"))
+    assert frac == pytest.approx(rate * share / 100, rel=0.01)
+    assert res["achieved_gflops"] == pytest.approx(3 * res["macs"] * 2 * res["images_per_s"] / 1e9)

@@ -57,6 +57,32 @@ def test_no_weight_decay_on_biases_and_norms():
     assert opt.param_groups[1]["weight_decay"] == 0.0
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_fused_update_matches_the_per_parameter_loop(optimizer):
+    """The engine's fused optimizer step computes the same update as torch's reference loop."""
+    torch.manual_seed(0)
+    # (no conv bias before the BN: its gradient is rounding noise, which Adam would amplify)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    ref = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    ref.load_state_dict(model.state_dict())
+    cfg = TrainConfig(optimizer=optimizer, lr=0.05, weight_decay=1e-2)
+    opt = build_optimizer(model, cfg)
+    assert all(g["fused"] for g in opt.param_groups)
+    groups = [{"params": [p for p in ref.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in ref.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
+    extra = {"momentum": cfg.momentum, "nesterov": cfg.nesterov} if optimizer == "sgd" else {"betas": cfg.betas}
+    ref_opt = kind(groups, lr=cfg.lr, foreach=False, **extra)
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 3, (8,))
+    for _ in range(3):
+        for m, o in ((model, opt), (ref, ref_opt)):
+            o.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+            o.step()
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_invalid_config_and_unknown_preset_are_clear():
     with pytest.raises(ConfigError, match="optimizer"):
         TrainConfig(optimizer="lbfgs")
