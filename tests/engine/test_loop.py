@@ -192,3 +192,81 @@ def test_warmup_ramps_the_step_schedule_too():
     assert lr_factor(9, 10, cfg) == pytest.approx(1.0)
     assert lr_factor(15, 10, cfg) == 1.0
     assert lr_factor(20, 10, cfg) == pytest.approx(0.1)
+
+
+class _SlowFirstCall(nn.Linear):
+    """Stands in for a freshly compiled model: its first call takes `delay` seconds longer."""
+
+    def __init__(self, delay: float):
+        super().__init__(4, 3)
+        self.delay, self.calls = delay, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == 1:
+            import time
+
+            time.sleep(self.delay)
+        return super().forward(x)
+
+
+def test_compile_time_is_reported_apart_from_training_time():
+    cfg = TrainConfig(amp="fp32", schedule="none")
+    batches = _Batches([(torch.randn(4, 4), torch.zeros(4, dtype=torch.long)) for _ in range(5)])
+    model = _SlowFirstCall(0.4)
+    opt = build_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    st = train_one_epoch(model, batches, opt, sched, cfg, device=torch.device("cpu"), amp_dtype=None, progress=False,
+                         compiling=True)
+    assert 0.35 < st["compile_seconds"] < 1.0
+    assert st["train_seconds"] < 0.3  # five tiny steps, the first one's delay left out
+    model = _SlowFirstCall(0.4)
+    opt = build_optimizer(model, cfg)
+    st = train_one_epoch(model, batches, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), cfg,
+                         device=torch.device("cpu"), amp_dtype=None, progress=False)
+    assert st["compile_seconds"] == 0.0 and st["train_seconds"] >= 0.4  # not compiling: all of it is training
+
+
+def test_compile_is_on_by_default_only_on_cuda():
+    from lenet2vit.engine.loop import resolve_compile
+
+    assert resolve_compile(None, torch.device("cpu")) is False
+    assert resolve_compile(True, torch.device("cpu")) is True
+    assert resolve_compile(False, torch.device("cuda")) is False
+    assert TrainConfig().compile is None
+
+
+def test_resumed_fused_update_of_channels_last_weights_matches_the_uninterrupted_one():
+    """Checkpoints hold contiguous optimizer state; the fused kernels need it in the weights' layout."""
+    from lenet2vit.engine.loop import _match_param_layout
+
+    def make():
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.Flatten(), nn.Linear(8 * 6 * 6, 3))
+        return m.to(memory_format=torch.channels_last)
+
+    x = torch.randn(4, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 3, (4,))
+    cfg = TrainConfig(optimizer="sgd", lr=0.1)
+
+    def step(m, o):
+        o.zero_grad()
+        nn.functional.cross_entropy(m(x), y).backward()
+        o.step()
+
+    model = make()
+    opt = build_optimizer(model, cfg)
+    step(model, opt)
+    saved_model = {k: v.clone() for k, v in model.state_dict().items()}
+    saved = opt.state_dict()
+    saved["state"] = {i: {k: v.clone(memory_format=torch.contiguous_format) if torch.is_tensor(v) else v for k, v in st.items()}
+                      for i, st in saved["state"].items()}  # as a checkpoint file gives them back
+    step(model, opt)
+    resumed = make()
+    resumed.load_state_dict(saved_model)
+    opt2 = build_optimizer(resumed, cfg)
+    opt2.load_state_dict(saved)
+    _match_param_layout(opt2)
+    step(resumed, opt2)
+    for a, b in zip(model.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)

@@ -32,7 +32,8 @@ class TrainConfig:
 
     ``mean``/``std`` of ``None`` mean "the data set's own channel statistics".
     ``channels_last`` and ``amp`` of ``"auto"`` pick the fast setting for the device:
-    channels_last for CNNs, bf16 autocast on GPUs and on CPUs with AVX512-BF16/AMX.
+    channels_last for CNNs, bf16 autocast on GPUs and on CPUs with AVX512-BF16/AMX;
+    ``compile`` of ``None`` compiles on CUDA only (on a CPU it did not pay, docs/performance.md).
     """
 
     optimizer: str = "sgd"
@@ -68,7 +69,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     channels_last: str = "auto"  # "auto" | "on" | "off"
-    compile: bool = False
+    compile: bool | None = None  # torch.compile; None: on for CUDA (where it pays), off elsewhere
     sync_bn: bool = False  # distributed: synchronise BatchNorm statistics across processes
     nonfinite: str = "stop"  # "stop" | "skip": what a NaN/inf loss does
 

@@ -31,6 +31,7 @@ from lenet2vit.engine.config import TrainConfig
 __all__ = [
     "resolve_device",
     "resolve_amp",
+    "resolve_compile",
     "use_channels_last",
     "build_optimizer",
     "build_scheduler",
@@ -117,6 +118,15 @@ def use_channels_last(setting: str, model: nn.Module) -> bool:
     return spatial >= 2 and not any("Attention" in type(m).__name__ for m in model.modules())
 
 
+def resolve_compile(setting: bool | None, device: torch.device) -> bool:
+    """Whether to ``torch.compile``: the setting, or for ``None`` CUDA with triton installed."""
+    if setting is not None:
+        return bool(setting)
+    import importlib.util
+
+    return device.type == "cuda" and importlib.util.find_spec("triton") is not None
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
@@ -168,6 +178,19 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return max(1.0 - progress, 0.0)  # onecycle: linear warm-up then linear decay to zero
 
 
+def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give every loaded state tensor (momentum, Adam moments) its parameter's memory layout.
+
+    A checkpoint stores them contiguous, but a channels_last parameter's live buffers are
+    channels_last, and the fused update kernels pair elements by memory position, not by index.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for k, v in optimizer.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    optimizer.state[p][k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, cfg: TrainConfig, state=None):
     """Per-step LambdaLR; ``state.lr_scale`` (the plateau rule's factor) multiplies it when given."""
     return torch.optim.lr_scheduler.LambdaLR(
@@ -198,16 +221,20 @@ def train_one_epoch(
     epoch: int = 0,
     progress: bool = True,
     on_bad_loss: Callable[[int, float], str] | None = None,
+    compiling: bool = False,
 ) -> dict:
     """Train for one pass over ``loader``; returns loss, accuracy, images/s and skipped steps.
 
     A non-finite loss raises :class:`TrainingError` (``cfg.nonfinite == "stop"``) or skips
-    that batch's update (``"skip"``).
+    that batch's update (``"skip"``). With ``compiling`` (the model was just wrapped by
+    ``torch.compile``), the first step's time beyond an ordinary step's is reported as
+    ``compile_seconds`` and left out of ``train_seconds`` and images/s.
     """
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen, skipped = 0, 0
+    first_step = None  # seconds of the first step, timed apart when compiling
     check_every = 1 if (device.type == "cpu" or cfg.nonfinite == "skip") else 25
     bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", leave=False, disable=not progress, unit="batch")
     if device.type == "cuda":
@@ -245,6 +272,10 @@ def train_one_epoch(
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
         scheduler.step()
+        if compiling and step == 0:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            first_step = time.perf_counter() - t0
         n = y.shape[0]
         loss_sum += loss.detach().float() * n
         correct += (logits.detach().argmax(1) == y).sum()
@@ -255,6 +286,11 @@ def train_one_epoch(
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
+    compile_seconds = 0.0
+    steps = len(loader)
+    if first_step is not None and steps > 1:
+        compile_seconds = max(first_step - (seconds - first_step) / (steps - 1), 0.0)
+        seconds -= compile_seconds
     bar.close()
     seen_t = torch.tensor(seen, device=device, dtype=torch.long)
     _all_reduce_sum(loss_sum, correct, seen_t)
@@ -272,6 +308,7 @@ def train_one_epoch(
         "train_seconds": seconds,
         "train_images_per_s": seen / max(seconds, 1e-9),
         "skipped_steps": skipped,
+        "compile_seconds": compile_seconds,
     }
 
 
@@ -356,6 +393,7 @@ class FitState:
     best_val_top1: float = -1.0
     best_epoch: int = 0
     train_seconds: float = 0.0
+    compile_seconds: float = 0.0  # torch.compile's first-step time, kept out of train_seconds
     history: list | None = None
     lr_scale: float = 1.0  # the plateau rule's factor
     bad_epochs: int = 0  # epochs since the validation accuracy last improved
@@ -363,7 +401,7 @@ class FitState:
 
 LOG_FIELDS = [
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5",
-    "epoch_seconds", "train_images_per_s", "skipped_steps",
+    "epoch_seconds", "train_images_per_s", "skipped_steps", "compile_seconds",
 ]
 
 
@@ -410,6 +448,7 @@ def fit(
         ck = load_checkpoint(ckpt_path)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
+        _match_param_layout(optimizer)
         scheduler.load_state_dict(ck["scheduler"])
         if scaler is not None and ck.get("scaler"):
             scaler.load_state_dict(ck["scaler"])
@@ -430,7 +469,12 @@ def fit(
         from torch.nn.parallel import DistributedDataParallel
 
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
+    compiling = resolve_compile(cfg.compile, device)
+    if compiling:
+        if cfg.compile is None:  # compiled by default: a model dynamo cannot take runs eagerly instead
+            import torch._dynamo as dynamo
+
+            dynamo.config.suppress_errors = True
         train_model = torch.compile(train_model)
 
     def last_good(step: int, value: float) -> str:
@@ -447,8 +491,9 @@ def fit(
         try:
             stats = train_one_epoch(
                 train_model, train_loader, optimizer, scheduler, cfg, device=device, amp_dtype=amp_dtype,
-                scaler=scaler, epoch=epoch, progress=progress, on_bad_loss=last_good,
+                scaler=scaler, epoch=epoch, progress=progress, on_bad_loss=last_good, compiling=compiling,
             )
+            compiling = False  # compiled once, in this process's first epoch
         except torch.OutOfMemoryError:
             raise TrainingError(
                 f"out of memory at batch size {cfg.batch_size}; try --batch-size {max(cfg.batch_size // 2, 1)}"
@@ -459,6 +504,7 @@ def fit(
             row.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
         row["epoch_seconds"] = time.perf_counter() - t0
         state.train_seconds += stats["train_seconds"]
+        state.compile_seconds += stats["compile_seconds"]
         state.epoch = epoch + 1
         state.history.append(row)
         score = row.get("val_top1", row["train_acc"])
@@ -485,9 +531,10 @@ def fit(
         if world > 1:
             torch.distributed.barrier()  # nobody reads a checkpoint rank 0 is still writing
         val_txt = f" val {row['val_top1']:.2%} (top-5 {row['val_top5']:.2%})" if "val_top1" in row else ""
+        compiled_txt = f" (+ {row['compile_seconds']:.1f}s compiling)" if row.get("compile_seconds") else ""
         log(
             f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {row['train_acc']:.2%}{val_txt} "
-            f"| {row['train_images_per_s']:.0f} img/s, {row['epoch_seconds']:.1f}s{' *' if improved else ''}"
+            f"| {row['train_images_per_s']:.0f} img/s, {row['epoch_seconds']:.1f}s{compiled_txt}{' *' if improved else ''}"
         )
         if stop_after_epochs is not None and state.epoch >= stop_after_epochs:
             break
@@ -496,5 +543,6 @@ def fit(
         "best_epoch": state.best_epoch,
         "best_val_top1": state.best_val_top1,
         "train_seconds": state.train_seconds,
+        "compile_seconds": state.compile_seconds,
         "epochs_done": state.epoch,
     }

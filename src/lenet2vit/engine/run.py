@@ -353,6 +353,7 @@ def train_run(
         "best_epoch": result["best_epoch"],
         "epochs_done": result["epochs_done"],
         "train_seconds": result["train_seconds"],
+        "compile_seconds": result.get("compile_seconds", 0.0),
         "seconds_per_epoch": result["train_seconds"] / max(result["epochs_done"], 1),
         "train_images_per_s": sum(h["train_images_per_s"] for h in result["history"]) / max(len(result["history"]), 1),
         "infer_images_per_s": test_res["images_per_s"],
