@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from lenet2vit.bench import figure, machine, machine_line
+from lenet2vit.bench import apply_budget, figure, machine, machine_line
 
 FULL = dict(warmup=3, iters=10)
 SMOKE = dict(warmup=1, iters=1)
@@ -102,12 +102,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="write the Markdown table here, and the figures as JSON beside it")
     p.add_argument("--smoke", action="store_true", help="tiny budget: checks the script runs, figures mean nothing")
     args = p.parse_args(argv)
-    for k, v in (SMOKE if args.smoke else FULL).items():
-        if getattr(args, k, None) is None:
-            setattr(args, k, v)
-    for name in ("input_size", "batch_size", "iters"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    apply_budget(p, args, FULL, SMOKE, positive=("input_size", "batch_size", "iters"))
     if args.max_params is not None and args.max_params <= 0:
         p.error(f"--max-params must be > 0 (millions), got {args.max_params}")
     return args

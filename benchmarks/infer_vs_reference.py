@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from lenet2vit.bench import describe_machine, figure, machine, script_main
+from lenet2vit.bench import apply_budget, describe_machine, figure, machine, script_main
 import torch.nn as nn
 
 # our registered name -> torchvision builder of the same architecture
@@ -90,16 +90,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="write every figure to this JSON file")
     p.add_argument("--smoke", action="store_true", help="tiny budget: checks the script runs, figures mean nothing")
     args = p.parse_args(argv)
-    for k, v in (SMOKE if args.smoke else FULL).items():
-        if getattr(args, k, None) is None:
-            setattr(args, k, v)
+    apply_budget(p, args, FULL, SMOKE, positive=("batch_size", "input_size", "iters", "rounds"))
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in args.models if m not in REFERENCES]
     if unknown or not args.models:
         p.error(f"--models: {', '.join(unknown) or 'none given'} - choose from {', '.join(REFERENCES)}")
-    for name in ("batch_size", "input_size", "iters", "rounds"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     return args
 
 

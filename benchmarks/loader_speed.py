@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from lenet2vit.bench import describe_machine, figure, machine, script_main
+from lenet2vit.bench import apply_budget, describe_machine, figure, machine, script_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -72,18 +72,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="write every figure to this JSON file")
     p.add_argument("--smoke", action="store_true", help="tiny budget: checks the script runs, figures mean nothing")
     args = p.parse_args(argv)
-    for k, v in (SMOKE if args.smoke else FULL).items():
-        if getattr(args, k, None) is None:
-            setattr(args, k, v)
+    apply_budget(p, args, FULL, SMOKE, positive=("images", "passes", "train_batch", "train_steps"))
     try:
         args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]
     except ValueError:
         p.error(f"--batch-sizes takes whole numbers separated by commas, e.g. 512,128; got {args.batch_sizes!r}")
     if not args.batch_sizes or min(args.batch_sizes) < 1:
         p.error("--batch-sizes needs numbers >= 1, e.g. 512,128")
-    for name in ("images", "passes", "train_batch", "train_steps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     return args
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lenet2vit.bench import describe_machine, figure, machine, script_main
+from lenet2vit.bench import apply_budget, describe_machine, figure, machine, script_main
 
 FULL = dict(batch_size=128, input_size=32, warmup=5, steps=10, timed=20, ceiling_iters=10)
 SMOKE = dict(batch_size=8, input_size=32, warmup=1, steps=2, timed=2, ceiling_iters=1)
@@ -74,12 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="write every figure to this JSON file")
     p.add_argument("--smoke", action="store_true", help="tiny budget: checks the script runs, figures mean nothing")
     args = p.parse_args(argv)
-    for k, v in (SMOKE if args.smoke else FULL).items():
-        if getattr(args, k, None) is None:
-            setattr(args, k, v)
-    for name in ("batch_size", "input_size", "steps", "timed"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    apply_budget(p, args, FULL, SMOKE, positive=("batch_size", "input_size", "steps", "timed"))
     return args
 
 

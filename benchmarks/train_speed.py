@@ -46,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from lenet2vit.bench import describe_machine, figure, machine, script_main
+from lenet2vit.bench import apply_budget, describe_machine, figure, machine, script_main
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -252,9 +252,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="write every figure to this JSON file")
     p.add_argument("--smoke", action="store_true", help="tiny budget: checks the script runs, figures mean nothing")
     args = p.parse_args(argv)
-    for k, v in (SMOKE if args.smoke else FULL).items():
-        if getattr(args, k, None) is None:
-            setattr(args, k, v)
+    apply_budget(p, args, FULL, SMOKE)
     try:
         args.workers = [int(w) for w in str(args.workers).split(",") if w.strip()]
     except ValueError:

@@ -229,3 +229,24 @@ def test_train_profile_smoke(tmp_path: Path) -> None:
     frac, rate, share = (figure_value(s, k) for k in ("fraction of the ceiling", "  = conv rate", "  x conv share"))
     assert frac == pytest.approx(rate * share / 100, rel=0.01)
     assert res["achieved_gflops"] == pytest.approx(3 * res["macs"] * 2 * res["images_per_s"] / 1e9)
+
+
+def test_apply_budget_fills_unset_flags_and_refuses_non_positive(capsys) -> None:
+    import argparse
+
+    from lenet2vit.bench import apply_budget
+
+    p = argparse.ArgumentParser(prog="bench")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--smoke", action="store_true")
+    full, smoke = {"steps": 30, "warmup": 5}, {"steps": 2, "warmup": 1}
+    args = p.parse_args(["--warmup", "7"])
+    apply_budget(p, args, full, smoke, positive=("steps",))
+    assert (args.steps, args.warmup) == (30, 7)
+    args = p.parse_args(["--smoke"])
+    apply_budget(p, args, full, smoke)
+    assert (args.steps, args.warmup) == (2, 1)
+    with pytest.raises(SystemExit):
+        apply_budget(p, p.parse_args(["--steps", "0"]), full, smoke, positive=("steps",))
+    assert "--steps must be a positive number, got 0" in capsys.readouterr().err

@@ -254,6 +254,21 @@ def describe_machine(env: dict) -> None:
               "so these figures are not meaningful; rerun on a quiet machine")
 
 
+def apply_budget(parser, args, full: dict, smoke: dict, positive: tuple[str, ...] = ()) -> None:
+    """Fill the budget flags left unset from ``full`` (or ``smoke`` with ``--smoke``).
+
+    Each name in ``positive`` must then be a number >= 1 (or unset); otherwise ``parser``
+    exits with one line naming the flag.
+    """
+    for k, v in (smoke if args.smoke else full).items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    for name in positive:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+
+
 def script_main(run, args, *user_errors: type[BaseException]) -> int:
     """Run a benchmark script's ``run(args) -> dict``; one ``error:`` line for user errors.
 
