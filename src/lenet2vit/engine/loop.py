@@ -227,19 +227,20 @@ def train_one_epoch(
 
     A non-finite loss raises :class:`TrainingError` (``cfg.nonfinite == "stop"``) or skips
     that batch's update (``"skip"``). With ``compiling`` (the model was just wrapped by
-    ``torch.compile``), the first step's time beyond an ordinary step's is reported as
-    ``compile_seconds`` and left out of ``train_seconds`` and images/s.
+    ``torch.compile``) every step is timed, and the time beyond the median step of each step
+    that took over 5x the median (the first compile, and the recompile a last, smaller batch
+    causes) is reported as ``compile_seconds`` and left out of ``train_seconds`` and images/s.
     """
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen, skipped = 0, 0
-    first_step = None  # seconds of the first step, timed apart when compiling
+    step_times: list[float] = []  # per-step seconds, kept when compiling
     check_every = 1 if (device.type == "cpu" or cfg.nonfinite == "skip") else 25
     bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", leave=False, disable=not progress, unit="batch")
     if device.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0 = last = time.perf_counter()
     for step, (x, y) in enumerate(loader):
         with _autocast(device, amp_dtype):
             logits, aux = _split_output(model(x))
@@ -272,10 +273,12 @@ def train_one_epoch(
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
         scheduler.step()
-        if compiling and step == 0:
+        if compiling:
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            first_step = time.perf_counter() - t0
+            now = time.perf_counter()
+            step_times.append(now - last)
+            last = now
         n = y.shape[0]
         loss_sum += loss.detach().float() * n
         correct += (logits.detach().argmax(1) == y).sum()
@@ -287,9 +290,9 @@ def train_one_epoch(
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     compile_seconds = 0.0
-    steps = len(loader)
-    if first_step is not None and steps > 1:
-        compile_seconds = max(first_step - (seconds - first_step) / (steps - 1), 0.0)
+    if len(step_times) > 1:
+        median = sorted(step_times)[len(step_times) // 2]
+        compile_seconds = sum(t - median for t in step_times if t > 5 * median)
         seconds -= compile_seconds
     bar.close()
     seen_t = torch.tensor(seen, device=device, dtype=torch.long)
