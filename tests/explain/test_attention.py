@@ -21,14 +21,6 @@ from lenet2vit.explain import (
 vit = pytest.importorskip("lenet2vit.models.vit", reason="models/vit.py is not in this checkout yet")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _tiny_vit(depth: int = 3) -> nn.Module:
     torch.manual_seed(0)
     cfg = vit.ViTConfig(width=32, depth=depth, heads=4, mlp_dim=64, patch_size=4, img_size=16)

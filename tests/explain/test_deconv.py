@@ -10,14 +10,6 @@ from lenet2vit.explain import ExplainError, deconv, receptive_field
 from lenet2vit.explain.deconv import deconv_layers
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 class Seq(nn.Module):
     def __init__(self, *layers: nn.Module) -> None:
         super().__init__()

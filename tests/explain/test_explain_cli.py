@@ -6,19 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 data = pytest.importorskip("lenet2vit.data", reason="the data package is not in this checkout yet")
 
 from lenet2vit.cli import main  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

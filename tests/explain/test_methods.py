@@ -27,15 +27,6 @@ def _cnn() -> nn.Module:
     )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: extra threads only spin-wait on a shared machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def square_model(_one_thread) -> nn.Module:
     torch.manual_seed(0)
