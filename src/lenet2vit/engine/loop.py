@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -148,9 +149,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    params = decay + no_decay
-    fused = {"fused": True} if params and len({p.device for p in params}) == 1 and params[0].device.type in (
-        "cpu", "cuda") and all(p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64) for p in params) else {}
+    devices = {p.device for p in decay + no_decay}
+    fused = {"fused": True} if len(devices) == 1 and next(iter(devices)).type in ("cpu", "cuda") else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, **fused)
     if cfg.optimizer == "adam":
@@ -171,7 +171,7 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
         drops = sum(1 for m in cfg.milestones if at >= m) + (epoch // cfg.step_every if cfg.step_every else 0)
         return ramp * cfg.gamma**drops
     if warm and step < warm:
-        return (step + 1) / warm
+        return ramp
     progress = min((step - warm) / max(total - warm, 1), 1.0)
     if cfg.schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * progress))
@@ -291,7 +291,7 @@ def train_one_epoch(
     seconds = time.perf_counter() - t0
     compile_seconds = 0.0
     if len(step_times) > 1:
-        median = sorted(step_times)[len(step_times) // 2]
+        median = statistics.median(step_times)
         compile_seconds = sum(t - median for t in step_times if t > 5 * median)
         seconds -= compile_seconds
     bar.close()
@@ -396,7 +396,7 @@ class FitState:
     best_val_top1: float = -1.0
     best_epoch: int = 0
     train_seconds: float = 0.0
-    compile_seconds: float = 0.0  # torch.compile's first-step time, kept out of train_seconds
+    compile_seconds: float = 0.0  # torch.compile's time (see train_one_epoch), kept out of train_seconds
     history: list | None = None
     lr_scale: float = 1.0  # the plateau rule's factor
     bad_epochs: int = 0  # epochs since the validation accuracy last improved
