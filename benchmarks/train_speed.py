@@ -381,7 +381,7 @@ def run(args: argparse.Namespace) -> dict:
                     totals[k][0] += imgs
                     totals[k][1] += secs
         ips = {k: imgs / max(secs, 1e-9) for k, (imgs, secs) in totals.items()}
-        del ours_stream, usual, runners  # stop the DataLoader workers
+        del usual, runners  # stop the DataLoader workers (their streams go with them)
 
         print()
         figure(f"ours: images/s (DeviceLoader, {'channels_last' if cl else 'NCHW'}, {precision})", ips["ours"], "img/s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -67,3 +68,11 @@ def test_train_and_eval_from_the_command_line(tmp_path, capsys):
     assert code == 0 and "lenet5" in stdout and "test: top-1" in stdout
     code, stdout, _ = run(capsys, "eval", str(out), "--no-progress")
     assert code == 0 and "top-1" in stdout and "top-5" in stdout
+    trained = json.loads((out / "results.json").read_text())
+    code, stdout, _ = run(capsys, "eval", str(out), "--no-progress", "--json")
+    same = json.loads(stdout)
+    assert same["top1"] == pytest.approx(trained["test_top1"]) and same["tta"] == trained["tta"]
+    code, stdout, _ = run(capsys, "eval", str(out), "--no-progress", "--json", "--amp", "fp32", "--tta", "flip")
+    other = json.loads(stdout)
+    assert code == 0 and other["amp"] == "fp32" and other["tta"] == "flip" and other["n"] == same["n"]
+    assert other["loss"] != pytest.approx(same["loss"], abs=1e-6)  # mirrored views change the averaged softmax

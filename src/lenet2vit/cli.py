@@ -185,12 +185,13 @@ def cmd_eval(args) -> int:
 
     res = evaluate_run(args.run, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
                        device=args.device or "auto", batch_size=args.batch_size or 512,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, tta=args.tta, amp=args.amp)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
         print(f"{res['model']} on {res['split']} ({res['n']} images): top-1 {res['top1']:.2%}  top-5 {res['top5']:.2%}"
-              f"  (error {1 - res['top1']:.2%} / {1 - res['top5']:.2%})  loss {res['loss']:.4f}")
+              f"  (error {1 - res['top1']:.2%} / {1 - res['top5']:.2%})  loss {res['loss']:.4f}"
+              f"  [{res['amp']}, test views: {res['tta']}]")
     return 0
 
 
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--device")
+    p.add_argument("--tta", choices=["none", "flip", "10crop"], help="test-time views (default: the run's)")
+    p.add_argument("--amp", choices=["auto", "fp32", "bf16", "fp16"], help="evaluation precision (default: the run's)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     _add_data_flags(p)

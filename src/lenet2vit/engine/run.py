@@ -424,8 +424,13 @@ def evaluate_run(
     batch_size: int = 512,
     progress: bool = True,
     tta: str | None = None,
+    amp: str | None = None,
 ) -> dict:
-    """Top-1 / top-5 of a trained run on a data split (default: the run's own data set's test split)."""
+    """Top-1 / top-5 of a trained run on a data split (default: the run's own data set's test split).
+
+    ``tta`` and ``amp`` default to the run's own settings; ``amp="fp32"`` checks what a
+    lower-precision evaluation costs.
+    """
     from lenet2vit.data import load_split
 
     dev = resolve_device(device)
@@ -440,13 +445,14 @@ def evaluate_run(
             f"{config['classes'][:5]}...; evaluate on the data set it was trained on"
         )
     cfg = TrainConfig.from_dict(dict(config["train"], eval_batch_size=batch_size))
+    cfg = cfg.replace(amp=amp, tta=tta)  # validated: a bad name gets the allowed ones
     channels_last = use_channels_last(cfg.channels_last, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     loader = make_loader(arrays, cfg, train=False, device=dev, mean=config["mean"], std=config["std"],
                          channels_last=channels_last, input_size=config["input_size"])
-    res = evaluate(model, loader, device=dev, amp_dtype=resolve_amp(cfg.amp, dev), progress=progress,
-                   tta=tta or cfg.tta)
+    amp_dtype = resolve_amp(cfg.amp, dev)
+    res = evaluate(model, loader, device=dev, amp_dtype=amp_dtype, progress=progress, tta=cfg.tta)
     return {"run": str(run_dir), "model": config["model"], "split": split, "top1": res["top1"],
             "top5": res["top5"], "loss": res["loss"], "n": res["n"], "images_per_s": res["images_per_s"],
-            "tta": tta or cfg.tta}
+            "tta": cfg.tta, "amp": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]}
