@@ -99,13 +99,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from lenet2vit.engine.loop import resolve_amp, resolve_device, use_channels_last
+    from lenet2vit.engine.loop import amp_name, resolve_amp, resolve_device, use_channels_last
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     dtype = resolve_amp(args.precision, device)
-    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    precision = amp_name(dtype)
     env = machine(device)
     describe_machine(env)
     if args.smoke:

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> dict:
     from lenet2vit.data import ImageArrays, load_split
     from lenet2vit.engine import TrainConfig
     from lenet2vit.engine.config import CIFAR_MEAN, CIFAR_STD
-    from lenet2vit.engine.loop import (build_optimizer, build_scheduler, resolve_amp, resolve_device,
+    from lenet2vit.engine.loop import (amp_name, build_optimizer, build_scheduler, resolve_amp, resolve_device,
                                        train_one_epoch, use_channels_last)
     from lenet2vit.engine.run import make_loader
     from lenet2vit.registry import create_model, model_info
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> dict:
                        device=str(device))
     cl = use_channels_last(base.channels_last, net)
     amp = resolve_amp(base.amp, device)
-    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+    precision = amp_name(amp)
 
     def loader(batch_size: int):
         return make_loader(arrays, base.replace(batch_size=batch_size), train=True, device=device, mean=CIFAR_MEAN,

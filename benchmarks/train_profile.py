@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
     from lenet2vit.data import Augment, DeviceLoader
     from lenet2vit.data.arrays import ImageArrays
     from lenet2vit.engine import TrainConfig
-    from lenet2vit.engine.loop import (build_optimizer, build_scheduler, resolve_amp, resolve_device,
+    from lenet2vit.engine.loop import (amp_name, build_optimizer, build_scheduler, resolve_amp, resolve_device,
                                        train_one_epoch, use_channels_last)
     from lenet2vit.profile import count_macs
     from lenet2vit.registry import create_model
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> dict:
         print("smoke run: tiny budget, the figures below are not meaningful")
     cfg = TrainConfig(batch_size=args.batch_size, lr=0.01, schedule="none", crop_padding=4, flip=True, amp=args.precision)
     amp = resolve_amp(cfg.amp, device)
-    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+    precision = amp_name(amp)
 
     torch.manual_seed(0)
     net = create_model(args.model, num_classes=10)

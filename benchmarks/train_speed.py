@@ -278,7 +278,7 @@ def run(args: argparse.Namespace) -> dict:
     from lenet2vit.data import load_split
     from lenet2vit.engine import TrainConfig
     from lenet2vit.engine.config import CIFAR_MEAN, CIFAR_STD
-    from lenet2vit.engine.loop import (build_optimizer, build_scheduler, evaluate, resolve_amp, resolve_device,
+    from lenet2vit.engine.loop import (amp_name, build_optimizer, build_scheduler, evaluate, resolve_amp, resolve_device,
                                        train_one_epoch, use_channels_last)
     from lenet2vit.engine.run import make_loader
     from lenet2vit.profile import count_macs
@@ -323,7 +323,7 @@ def run(args: argparse.Namespace) -> dict:
         cfg = TrainConfig(batch_size=args.batch_size, lr=args.lr, crop_padding=4, flip=True, mean=CIFAR_MEAN,
                           std=CIFAR_STD, epochs=1, seed=args.seed, device=str(device))
         amp = resolve_amp(cfg.amp, device)
-        precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+        precision = amp_name(amp)
         num_classes = len(train_arr.classes)
 
         def build(ours: bool, seed: int = args.seed) -> tuple[nn.Module, bool]:

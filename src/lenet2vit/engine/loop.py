@@ -32,6 +32,7 @@ from lenet2vit.engine.config import TrainConfig
 __all__ = [
     "resolve_device",
     "resolve_amp",
+    "amp_name",
     "resolve_compile",
     "use_channels_last",
     "build_optimizer",
@@ -109,6 +110,11 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cpu" and cpu_has_fast_bf16():
         return torch.bfloat16
     return None
+
+
+def amp_name(dtype: torch.dtype | None) -> str:
+    """The ``amp`` name of an autocast dtype from :func:`resolve_amp`: fp32, bf16 or fp16."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def use_channels_last(setting: str, model: nn.Module) -> bool:

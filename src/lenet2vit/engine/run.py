@@ -24,7 +24,7 @@ import torch.nn as nn
 import lenet2vit
 from lenet2vit.engine.checkpoint import atomic_write_json, read_metadata
 from lenet2vit.engine.config import TrainConfig
-from lenet2vit.engine.loop import dist_info, evaluate, fit, resolve_amp, resolve_device, use_channels_last
+from lenet2vit.engine.loop import amp_name, dist_info, evaluate, fit, resolve_amp, resolve_device, use_channels_last
 from lenet2vit.profile import count_macs, count_params
 from lenet2vit.registry import create_model, model_info, resolve_model_name
 from lenet2vit.weights import load_weights, read_state_dict
@@ -455,4 +455,4 @@ def evaluate_run(
     res = evaluate(model, loader, device=dev, amp_dtype=amp_dtype, progress=progress, tta=cfg.tta)
     return {"run": str(run_dir), "model": config["model"], "split": split, "top1": res["top1"],
             "top5": res["top5"], "loss": res["loss"], "n": res["n"], "images_per_s": res["images_per_s"],
-            "tta": cfg.tta, "amp": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]}
+            "tta": cfg.tta, "amp": amp_name(amp_dtype)}
