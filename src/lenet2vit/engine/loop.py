@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from lenet2vit.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, save_weights
 from lenet2vit.engine.config import TrainConfig
+from lenet2vit.runtime import LoadMeter
 
 __all__ = [
     "resolve_device",
@@ -496,6 +497,7 @@ def fit(
         epoch = state.epoch
         train_loader.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
+        load = LoadMeter()
         t0 = time.perf_counter()
         try:
             stats = train_one_epoch(
@@ -512,6 +514,7 @@ def fit(
             val = evaluate(model, val_loader, device=device, amp_dtype=amp_dtype)
             row.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
         row["epoch_seconds"] = time.perf_counter() - t0
+        row["other_load"] = load.read()  # CPUs other processes kept busy: > LOADED_CPUS marks a loaded timing
         state.train_seconds += stats["train_seconds"]
         state.compile_seconds += stats["compile_seconds"]
         state.epoch = epoch + 1

@@ -26,6 +26,7 @@ from lenet2vit.engine.checkpoint import atomic_write_json, read_metadata
 from lenet2vit.engine.config import TrainConfig
 from lenet2vit.engine.loop import amp_name, dist_info, evaluate, fit, resolve_amp, resolve_device, use_channels_last
 from lenet2vit.profile import count_macs, count_params
+from lenet2vit.runtime import provenance
 from lenet2vit.registry import create_model, model_info, resolve_model_name
 from lenet2vit.weights import load_weights, read_state_dict
 
@@ -43,6 +44,7 @@ def environment(device: torch.device | None = None) -> dict:
     import torchvision
 
     env = {
+        **provenance(),
         "lenet2vit": lenet2vit.__version__,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -60,8 +62,11 @@ def environment(device: torch.device | None = None) -> dict:
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
             cwd=Path(__file__).resolve().parent,
         ).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+        env["git_dirty"] = bool(status.stdout.strip()) if env["git_commit"] else None
     except (OSError, subprocess.SubprocessError):
-        env["git_commit"] = None
+        env["git_commit"] = env["git_dirty"] = None
     return env
 
 
@@ -365,6 +370,8 @@ def train_run(
         "channels_last": channels_last,
         "skipped_files": config["skipped_files"],
         "history": result["history"],
+        "other_load_max": max((h.get("other_load") or 0.0 for h in result["history"]), default=0.0),
+        "environment": environment(device),
     }
     res["peak_memory_mb"] = _peak_memory_mb(device)
     if rank == 0:
