@@ -26,7 +26,7 @@ import torch
 from lenet2vit.bench import apply_budget, describe_machine, figure, machine, script_main
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-png.zip"
 
 FULL = dict(images=50_000, batch_sizes="512,128", passes=3, train_batch=128, train_warmup=3, train_steps=10)
 SMOKE = dict(images=1_000, batch_sizes="256,64", passes=1, train_batch=16, train_warmup=1, train_steps=2)
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> dict:
         source = f"synthetic uint8 {args.images}x3x32x32"
     else:
         if not args.data.exists():
-            raise BenchError(f"CIFAR-10 not found at {args.data}; pass --data with cifar10-jpeg.tar.gz (or "
+            raise BenchError(f"CIFAR-10 not found at {args.data}; pass --data with cifar10-png.zip (or "
                              "cifar-10-batches-py), or --synthetic to use random images")
         t0 = time.perf_counter()
         arrays = load_split("cifar10", args.data, "train", progress=False)

@@ -42,6 +42,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import torch
@@ -51,7 +52,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-png.zip"
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
@@ -80,34 +81,45 @@ def _safe(part: str) -> bool:
     return bool(SAFE_NAME.fullmatch(part)) and part not in (".", "..")
 
 
+def _archive_members(archive: Path):
+    """(name, order, open) for every regular file of a tar or zip archive; order is its position."""
+    if zipfile.is_zipfile(archive):
+        z = zipfile.ZipFile(archive)
+        return z, [(i.filename, i.header_offset, lambda i=i: z.open(i)) for i in z.infolist() if not i.is_dir()]
+    if tarfile.is_tarfile(archive):
+        t = tarfile.open(archive, "r:*")
+        return t, [(m.name, m.offset_data, lambda m=m: t.extractfile(m)) for m in t.getmembers() if m.isreg()]
+    raise BenchError(f"{archive} is neither a zip nor a tar archive; pass --data with cifar10-png.zip "
+                     "(an ImageFolder tree: train/<class>/*.png, test/<class>/*.png)")
+
+
 def extract_subset(archive: Path, dest: Path, train_images: int, test_images: int, seed: int = 0) -> dict:
     """Extract a class-balanced random subset of ``train/`` and ``test/`` of an ImageFolder archive.
 
-    Only regular files named exactly ``<split>/<class>/<image>`` (plain names, no links, no
-    ``..``, nothing absolute) are read; each is written under ``dest`` by our own path, never by
-    the member's, so the archive cannot write outside ``dest``. Returns the number of images
-    and classes per split.
+    The archive is a zip or a tar. Only regular files named exactly ``<split>/<class>/<image>``
+    (plain names, no links, no ``..``, nothing absolute) are read; each is written under ``dest``
+    by our own path, never by the member's, so the archive cannot write outside ``dest``.
+    Returns the number of images and classes per split.
     """
     wanted = {"train": train_images, "test": test_images}
-    if not archive.is_file() or not tarfile.is_tarfile(archive):
-        raise BenchError(f"{archive} is not a tar archive; pass --data with cifar10-jpeg.tar.gz "
-                         "(an ImageFolder tree: train/<class>/*.jpg, test/<class>/*.jpg)")
-    with tarfile.open(archive, "r:*") as tar:
-        members: dict[str, dict[str, list[tarfile.TarInfo]]] = {s: {} for s in wanted}
-        for m in tar.getmembers():
-            if not m.isreg():
-                continue
-            name = m.name[2:] if m.name.startswith("./") else m.name
+    if not archive.is_file():
+        raise BenchError(f"{archive} is not a file; pass --data with cifar10-png.zip "
+                         "(an ImageFolder tree: train/<class>/*.png, test/<class>/*.png)")
+    handle, listing = _archive_members(archive)
+    with handle:
+        members: dict[str, dict[str, list]] = {s: {} for s in wanted}
+        for name, order, opener in listing:
+            name = name[2:] if name.startswith("./") else name
             parts = name.split("/")
             if len(parts) != 3 or parts[0] not in wanted or not all(_safe(p) for p in parts[1:]):
                 continue
             if parts[2].lower().endswith(IMAGE_EXT):
-                members[parts[0]].setdefault(parts[1], []).append(m)
+                members[parts[0]].setdefault(parts[1], []).append((name, order, opener))
         if not members["train"]:
             raise BenchError(f"{archive} holds no train/<class>/<image> files; pass --data with the CIFAR-10 "
-                             "ImageFolder archive (train/<class>/*.jpg, test/<class>/*.jpg)")
+                             "ImageFolder archive (train/<class>/*.png, test/<class>/*.png)")
         rng = random.Random(seed)
-        chosen: list[tuple[str, str, tarfile.TarInfo]] = []
+        chosen: list[tuple[str, str, tuple]] = []
         counts = {}
         for split, n in wanted.items():
             classes = sorted(members[split])
@@ -115,14 +127,14 @@ def extract_subset(archive: Path, dest: Path, train_images: int, test_images: in
                 raise BenchError(f"{archive} holds no {split}/<class>/<image> files; it needs train/ and test/")
             per_class = max(n // len(classes), 1)
             for c in classes:
-                files = sorted(members[split][c], key=lambda m: m.name)
+                files = sorted(members[split][c], key=lambda m: m[0])
                 chosen += [(split, c, m) for m in rng.sample(files, min(per_class, len(files)))]
             counts[split] = {"images": sum(1 for s, _, _ in chosen if s == split), "classes": len(classes)}
-        chosen.sort(key=lambda t: t[2].offset_data)  # one forward pass through the compressed stream
-        for split, c, m in chosen:
-            out = dest / split / c / m.name.rsplit("/", 1)[1]
+        chosen.sort(key=lambda t: t[2][1])  # one forward pass through the (compressed) archive
+        for split, c, (name, _, opener) in chosen:
+            out = dest / split / c / name.rsplit("/", 1)[1]
             out.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(m)
+            src = opener()
             if src is None:
                 continue
             with src, open(out, "wb") as f:
@@ -285,8 +297,8 @@ def run(args: argparse.Namespace) -> dict:
     from lenet2vit.registry import create_model, model_info
 
     if not args.data.exists():
-        raise BenchError(f"CIFAR-10 archive not found at {args.data}; pass --data with the path of cifar10-jpeg.tar.gz "
-                         "(an ImageFolder tree: train/<class>/*.jpg, test/<class>/*.jpg)")
+        raise BenchError(f"CIFAR-10 archive not found at {args.data}; pass --data with the path of cifar10-png.zip "
+                         "(an ImageFolder tree: train/<class>/*.png, test/<class>/*.png)")
     info = model_info(args.model)
     if args.threads:
         torch.set_num_threads(args.threads)

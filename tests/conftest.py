@@ -9,19 +9,31 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+SHARED = ROOT.parent / "shared" / "datasets"
+SHARED_CIFAR = SHARED / "cifar10-png.zip"  # the original CIFAR-10 pixels: every accuracy figure uses it
+SHARED_CIFAR_JPEG = SHARED / "cifar10-jpeg.tar.gz"  # a lossy copy, kept for the .tar.gz and JPEG paths
 
 # Under pytest-xdist each worker gets one thread: more threads than cores slows torch badly.
 _default_threads = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
 torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("LENET2VIT_TEST_THREADS", _default_threads)))))
 
 
+def _shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real CIFAR-10 not found at {path} (only on machines that carry the shared data)")
+    return path
+
+
 @pytest.fixture
 def cifar_archive() -> Path:
-    """The real CIFAR-10 archive beside the checkout, or a skip saying why."""
-    if not SHARED_CIFAR.exists():
-        pytest.skip(f"real CIFAR-10 not found at {SHARED_CIFAR} (only on machines that carry the shared data)")
-    return SHARED_CIFAR
+    """The original CIFAR-10 (lossless PNG zip) beside the checkout, or a skip saying why."""
+    return _shared(SHARED_CIFAR)
+
+
+@pytest.fixture
+def cifar_jpeg_archive() -> Path:
+    """The lossy JPEG .tar.gz copy of CIFAR-10, for the tar and JPEG paths, or a skip saying why."""
+    return _shared(SHARED_CIFAR_JPEG)
 
 
 @pytest.fixture(autouse=True)

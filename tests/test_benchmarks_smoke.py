@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,23 @@ def test_extract_subset_is_balanced_and_stays_inside(tiny_archive: Path, tmp_pat
     again = tmp_path / "again"
     mod.extract_subset(tiny_archive, again, train_images=12, test_images=6, seed=1)
     assert sorted(p.relative_to(again).as_posix() for p in again.rglob("*") if p.is_file()) == files  # seeded
+
+
+def test_extract_subset_reads_a_zip_too_and_stays_inside(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for split, n in (("train", 6), ("test", 2)):
+            for c in ("cat", "dog"):
+                for i in range(n):
+                    z.writestr(f"{split}/{c}/{i:04d}.png", _jpeg(rng))
+        z.writestr("../escape.png", _jpeg(rng))
+        z.writestr("train/cat/../../../escape2.png", _jpeg(rng))
+    dest = tmp_path / "work" / "subset"
+    counts = load_script("train_speed").extract_subset(path, dest, train_images=8, test_images=4, seed=0)
+    assert counts == {"train": {"images": 8, "classes": 2}, "test": {"images": 4, "classes": 2}}
+    assert len([p for p in dest.rglob("*") if p.is_file()]) == 12
+    assert not (tmp_path / "escape.png").exists() and not (tmp_path / "escape2.png").exists()
 
 
 def test_train_speed_says_what_to_do_without_data(tmp_path: Path, capsys) -> None:

@@ -459,27 +459,28 @@ def test_unwritable_cache_only_warns(tmp_path):
 # ------------------------------------------------------------------------------- the real data
 
 
-def _real_cifar() -> Path | None:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        for cand in (parent / ".." / "shared", parent / "shared"):
-            archive = cand / "datasets" / "cifar10-jpeg.tar.gz"
-            if archive.is_file():
-                return archive.resolve()
-    return None
-
-
 @pytest.mark.data
 @pytest.mark.slow
-def test_real_cifar10_archive(tmp_path):
-    archive = _real_cifar()
-    if archive is None:
-        pytest.skip("the real CIFAR-10 (../shared/datasets/cifar10-jpeg.tar.gz beside the checkout) is absent")
-    train = load_split("cifar10", archive, "train", cache_dir=tmp_path, progress=False)
-    test = load_split("cifar10", archive, "test", cache_dir=tmp_path, progress=False)
+def test_real_cifar10_png_zip_holds_the_official_pixels(tmp_path, cifar_archive):
+    train = load_split("cifar10", cifar_archive, "train", cache_dir=tmp_path, progress=False)
+    test = load_split("cifar10", cifar_archive, "test", cache_dir=tmp_path, progress=False)
     assert train.images.shape == (50000, 3, 32, 32) and test.images.shape == (10000, 3, 32, 32)
     assert train.classes == test.classes == CIFAR10_CLASSES
     assert torch.equal(torch.bincount(train.labels), torch.full((10,), 5000))
     assert torch.equal(torch.bincount(test.labels), torch.full((10,), 1000))
+    assert train.skipped == [] and test.skipped == []
+    # lossless: the training set's channel means are the official batches' to eight digits
+    mean = train.images.double().div(255).mean(dim=(0, 2, 3))
+    assert torch.allclose(mean, torch.tensor([0.49139968, 0.48215841, 0.44653091], dtype=torch.float64), atol=5e-9)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_real_cifar10_jpeg_tar_gz(tmp_path, cifar_jpeg_archive):
+    train = load_split("cifar10", cifar_jpeg_archive, "train", cache_dir=tmp_path, progress=False)
+    test = load_split("cifar10", cifar_jpeg_archive, "test", cache_dir=tmp_path, progress=False)
+    assert train.images.shape == (50000, 3, 32, 32) and test.images.shape == (10000, 3, 32, 32)
+    assert train.classes == test.classes == CIFAR10_CLASSES
+    assert torch.equal(torch.bincount(train.labels), torch.full((10,), 5000))
     assert train.skipped == [] and test.skipped == []
     assert 100 < float(train.images.float().mean()) < 140

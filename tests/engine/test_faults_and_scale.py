@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,12 @@ from safetensors.torch import load_file
 
 HERE = Path(__file__).resolve().parent
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -31,7 +38,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     one = subprocess.run([sys.executable, str(HERE / "ddp_worker.py"), str(tmp_path / "one")], env=ENV,
                          capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([torchrun, "--nproc-per-node", "2", "--master-port", "29517", str(HERE / "ddp_worker.py"),
+    two = subprocess.run([torchrun, "--nproc-per-node", "2", "--master-port", str(_free_port()), str(HERE / "ddp_worker.py"),
                           str(tmp_path / "two")], env=ENV, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
@@ -44,9 +51,12 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     assert len((tmp_path / "two" / "log.jsonl").read_text().splitlines()) == 2
 
 
+EPOCHS = 4
+
+
 def _train_cmd(out: Path) -> list[str]:
     return [sys.executable, "-m", "lenet2vit", "train", "lenet5", "--dataset", "digits", "--preset", "quick",
-            "--epochs", "3", "--limit", "1200", "--batch-size", "16", "--amp", "fp32", "--device", "cpu",
+            "--epochs", str(EPOCHS), "--limit", "1600", "--batch-size", "4", "--amp", "fp32", "--device", "cpu",
             "--no-progress", "--out", str(out)]
 
 
@@ -57,19 +67,18 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path):
     proc = subprocess.Popen(_train_cmd(tmp_path / "cut"), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     log = tmp_path / "cut" / "log.jsonl"
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and log.read_text().count("\n") >= 1:
-            break
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the second epoch
-    killed = proc.poll() is None
+    # The progress marker: the first epoch's log row. Kill at once, inside a later epoch.
+    while time.time() < deadline and proc.poll() is None and not (log.exists() and log.read_text().count("\n") >= 1):
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed; give it more work"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    if killed:
-        assert not (tmp_path / "cut" / "results.json").exists()
+    done_at_kill = log.read_text().count("\n")
+    assert 1 <= done_at_kill < EPOCHS, done_at_kill
+    assert not (tmp_path / "cut" / "results.json").exists()
     again = subprocess.run(_train_cmd(tmp_path / "cut"), env=ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "resuming" in again.stdout or not killed
+    assert f"resuming from {tmp_path / 'cut' / 'checkpoint.safetensors'} after epoch" in again.stdout
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
     for k in a:
         assert torch.equal(a[k], b[k]), k
