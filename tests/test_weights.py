@@ -76,3 +76,110 @@ def test_garbage_weight_files_give_a_clear_error(tmp_path, content):
 def test_unknown_source_is_refused():
     with pytest.raises(WeightsError, match="unknown weights source"):
         load_weights(nn.Linear(1, 1), {}, source="keras")
+
+
+# ----------------------------------------------------------------------------- published weights
+# Only the download call (torch.hub.download_url_to_file) is replaced: torchvision's weights API,
+# the hub cache and our loading run as they do online.
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A fresh torch hub cache and a fake download that serves a randomly initialised torchvision model."""
+    import torch.hub
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    calls: list[str] = []
+    served: dict[str, nn.Module] = {}
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        calls.append(url)
+        name = url.rsplit("/", 1)[1].split("-")[0]  # resnet18-f37072fd.pth -> resnet18
+        torch.manual_seed(0)
+        served[name] = torchvision.models.get_model(name, weights=None).eval()
+        torch.save(served[name].state_dict(), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    return calls, served, tmp_path / "torch-home"
+
+
+def test_imagenet_weights_come_from_torchvisions_api_once_and_match_its_model(hub):
+    from lenet2vit.weights import published_state_dict
+
+    calls, served, home = hub
+    sd, what = published_state_dict("resnet18")
+    assert calls == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"] and "IMAGENET1K_V1" in what
+    assert (home / "hub" / "checkpoints" / "resnet18-f37072fd.pth").is_file()
+    published_state_dict("resnet18")
+    assert len(calls) == 1  # the second time it is read from the hub cache
+    ours = create_model("resnet18").eval()
+    load_weights(ours, sd, source="torchvision")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), served["resnet18"](x), atol=1e-5)
+
+
+def test_imagenet_weights_offline_is_one_line_that_says_what_to_do(monkeypatch, tmp_path):
+    import urllib.error
+
+    import torch.hub
+
+    from lenet2vit.weights import published_state_dict
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(url, dst, hash_prefix=None, progress=True):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsError) as e:
+        published_state_dict("alexnet")
+    msg = str(e.value)
+    assert "offline" in msg and "alexnet-owt-7be5be79.pth" in msg and "--pretrained PATH" in msg and "\n" not in msg
+
+
+def test_imagenet_weights_for_a_model_torchvision_does_not_publish_are_refused():
+    from lenet2vit.weights import published_state_dict
+
+    with pytest.raises(WeightsError, match="torchvision publishes no ImageNet weights for resnet18_cifar"):
+        published_state_dict("resnet18_cifar")
+    with pytest.raises(WeightsError, match="unknown published weights"):
+        published_state_dict("resnet18", "imagenet22k")
+
+
+def test_train_pretrained_imagenet_fine_tunes_the_paper_form(hub, tmp_path):
+    from lenet2vit.engine import TrainConfig, train_run
+
+    calls, _, _ = hub
+    cfg = TrainConfig(optimizer="adam", lr=1e-3, epochs=1, batch_size=64, limit=128, device="cpu", amp="fp32")
+    logs: list[str] = []
+    res = train_run("resnet18", out=tmp_path / "run", cfg=cfg, dataset="digits", pretrained="imagenet",
+                    progress=False, log=logs.append)
+    assert len(calls) == 1 and res["model"] == "resnet18"  # the ImageNet form, not resnet18_cifar
+    assert any("loaded pretrained weights: torchvision ResNet18_Weights.IMAGENET1K_V1" in m and "new classifier: fc.weight"
+               in m for m in logs)
+    import json
+
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["pretrained"] == "imagenet" and config["train"]["form"] == "imagenet" and config["input_size"] == 32
+
+
+def test_cli_pretrained_imagenet_offline_prints_one_error_line(monkeypatch, tmp_path, capsys):
+    import urllib.error
+
+    import torch.hub
+
+    from lenet2vit.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+
+    def offline(url, dst, hash_prefix=None, progress=True):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    code = main(["train", "resnet18", "--dataset", "digits", "--pretrained", "imagenet", "--epochs", "1",
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: could not download") and "--pretrained PATH" in err[0]
+    assert not (tmp_path / "run" / "checkpoint.safetensors").exists()

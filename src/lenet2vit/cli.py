@@ -223,10 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on CIFAR-10 or an image folder")
     p.add_argument("model")
     p.add_argument("--out", help="run folder (default runs/MODEL)")
-    p.add_argument("--form", choices=["auto", "imagenet", "cifar"], default="auto",
-                   help="auto: the CIFAR form (3x3 stem, no early pooling) for images <= 64px")
+    p.add_argument("--form", choices=["auto", "imagenet", "cifar"], default=None,
+                   help="auto: the CIFAR form (3x3 stem, no early pooling) for images <= 64px "
+                        "(default: the preset's; seed-paper: imagenet)")
     p.add_argument("--input-size", type=positive_int, help="resize inputs to this size on the fly")
-    p.add_argument("--pretrained", help="torchvision/timm/lenet2vit weights file to start from")
+    p.add_argument("--pretrained", help="imagenet (torchvision's published weights, downloaded once into the torch "
+                                        "hub cache) or a torchvision/timm/lenet2vit weights file to start from")
     p.add_argument("--weights-source", default="auto", choices=["auto", "torchvision", "timm", "lenet2vit"])
     p.add_argument("--init-from", help="initialise shared layers from another run (VGG's trick)")
     p.add_argument("--restart", action="store_true", help="refuse to resume; fail if --out holds a run")

@@ -1,7 +1,8 @@
-"""Load weights from a local file: torchvision / timm state_dicts or our own checkpoints.
+"""Load weights: torchvision / timm state_dicts, our own checkpoints, or published weights.
 
-Nothing is downloaded: a user with internet fetches the published file (e.g. torchvision's
-``resnet18-f37072fd.pth``) and passes its path. Third-party ``.pth`` files are read with
+A local file (e.g. torchvision's ``resnet18-f37072fd.pth``) is read as it is. ``"imagenet"``
+(:func:`published_state_dict`) asks torchvision's weights API for a model's published ImageNet
+weights, which downloads them once into the torch hub cache. Third-party ``.pth`` files are read with
 ``torch.load(weights_only=True)``, so loading never unpickles arbitrary objects; our own
 checkpoints are safetensors.
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-__all__ = ["load_weights", "read_state_dict", "WeightsError"]
+__all__ = ["load_weights", "read_state_dict", "published_state_dict", "WeightsError", "PUBLISHED"]
 
 SOURCES = ("auto", "lenet2vit", "torchvision", "timm")
 
@@ -63,6 +64,40 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in obj.items()}
 
 
+PUBLISHED = ("imagenet",)  # names of published weights --pretrained takes besides a file
+
+
+def published_state_dict(model_name: str, which: str = "imagenet") -> tuple[dict[str, torch.Tensor], str]:
+    """The published ImageNet weights of ``model_name``'s reference, through torchvision's weights API.
+
+    Returns ``(state_dict, description)``. The file is downloaded once into the torch hub cache
+    (``$TORCH_HOME/hub/checkpoints``) and read from there afterwards. Offline, or for a model
+    torchvision publishes no weights for, raises :class:`WeightsError` with what to do instead.
+    """
+    from lenet2vit.registry import model_info
+
+    if which not in PUBLISHED:
+        raise WeightsError(f"unknown published weights {which!r}; choose one of {', '.join(PUBLISHED)} or pass a file")
+    info = model_info(model_name)
+    if info.reference is None or info.reference[0] != "torchvision":
+        raise WeightsError(
+            f"torchvision publishes no ImageNet weights for {model_name}"
+            + (f" (its reference is {info.reference[0]}'s {info.reference[1]})" if info.reference else "")
+            + "; pass a local weights file with --pretrained PATH"
+        )
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(info.reference[1]).DEFAULT
+    try:
+        state_dict = weights.get_state_dict(progress=False, check_hash=True)
+    except OSError as e:  # URLError and friends: no network, or the host refused
+        raise WeightsError(
+            f"could not download {weights} from {weights.url} ({type(e).__name__}: {e}); you seem to be offline. "
+            f"Download that file on a machine with internet and pass it with --pretrained PATH"
+        ) from None
+    return state_dict, f"torchvision {weights} ({weights.url})"
+
+
 def _guess_source(state_dict: dict[str, torch.Tensor]) -> str:
     keys = set(state_dict)
     if any(k.startswith(("encoder.layers.", "conv_proj.")) for k in keys):
@@ -84,7 +119,8 @@ def load_weights(
 
     ``source`` says whose parameter names the file uses ("torchvision", "timm", "lenet2vit"
     or "auto" to guess). With ``skip_classifier=True`` the classifier weights are left out when
-    their shape differs (fine-tuning to another class count). Mismatched names or shapes raise
+    their shape differs (fine-tuning to another class count), and an RGB first convolution is
+    summed over its colour filters for a grey model. Mismatched names or shapes raise
     :class:`WeightsError` with the offending keys listed.
     """
     if source not in SOURCES:
@@ -109,6 +145,11 @@ def load_weights(
                 skipped.append(k)
                 del state_dict[k]
 
+    if skip_classifier:  # fine-tuning RGB weights on grey images: the first conv sums its colour filters (as timm)
+        for k, v in state_dict.items():
+            if k in own and v.ndim == 4 and own[k].ndim == 4 and own[k].shape[1] == 1 and v.shape[1] == 3 \
+                    and own[k].shape[0] == v.shape[0] and own[k].shape[2:] == v.shape[2:]:
+                state_dict[k] = v.sum(dim=1, keepdim=True)
     shape_bad = [
         f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in state_dict.items()

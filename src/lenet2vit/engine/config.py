@@ -20,6 +20,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
 TTA = ("none", "flip", "10crop")
 AMP = ("auto", "fp32", "bf16", "fp16")
+FORMS = ("auto", "imagenet", "cifar")
 
 
 class ConfigError(ValueError):
@@ -72,6 +73,7 @@ class TrainConfig:
     compile: bool | None = None  # torch.compile; None: on for CUDA (where it pays), off elsewhere
     sync_bn: bool = False  # distributed: synchronise BatchNorm statistics across processes
     nonfinite: str = "stop"  # "stop" | "skip": what a NaN/inf loss does
+    form: str = "auto"  # the architecture's form: auto (the CIFAR form for images <= 64 px), imagenet, cifar
 
     def __post_init__(self) -> None:
         def bad(name, value, allowed):
@@ -89,6 +91,8 @@ class TrainConfig:
             bad("tta", self.tta, TTA)
         if self.milestone_unit not in ("epoch", "step"):
             bad("milestone_unit", self.milestone_unit, ("epoch", "step"))
+        if self.form not in FORMS:
+            bad("form", self.form, FORMS)
         if self.nonfinite not in ("stop", "skip"):
             bad("nonfinite", self.nonfinite, ("stop", "skip"))
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -126,11 +130,13 @@ class TrainConfig:
 
 # The presets. Each is the protocol of a study or a recipe of ours; see docs/presets.md.
 PRESETS: dict[str, TrainConfig] = {
-    # The comparison study this project reproduces: Adam 1e-3, cross-entropy, 10 epochs,
-    # inputs scaled to [0, 1] and normalised with mean 0.5 / std 0.5, no augmentation.
+    # The comparison study this project reproduces: torchvision's ImageNet forms, Adam 1e-3,
+    # cross-entropy, 10 epochs, inputs scaled to [0, 1] and normalised with mean 0.5 / std 0.5, no
+    # augmentation. It names no input size: each model takes the data's own 32 px where it can,
+    # else the smallest size it accepts (AlexNet: 63 px); --input-size 224 is the usual fine-tuning size.
     "seed-paper": TrainConfig(
         optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="none", epochs=10, batch_size=64,
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_padding=0, flip=False,
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_padding=0, flip=False, form="imagenet",
     ),
     # Our own recipe for fast CIFAR training: SGD with Nesterov momentum, a one-cycle (linear
     # warm-up, linear decay) schedule, label smoothing, pad-4 crop + flip, flip test-time views.

@@ -28,7 +28,7 @@ from lenet2vit.engine.loop import amp_name, dist_info, evaluate, fit, resolve_am
 from lenet2vit.profile import count_macs, count_params
 from lenet2vit.runtime import provenance
 from lenet2vit.registry import create_model, model_info, resolve_model_name
-from lenet2vit.weights import load_weights, read_state_dict
+from lenet2vit.weights import PUBLISHED, load_weights, published_state_dict, read_state_dict
 
 __all__ = ["train_run", "evaluate_run", "load_run", "RunError", "prepare_data", "make_loader", "environment"]
 
@@ -126,12 +126,20 @@ def make_loader(arrays, cfg: TrainConfig, *, train: bool, device, mean, std, cha
     )
 
 
-def choose_input_size(name: str, data_size: int, requested: int | None) -> int:
-    """The data's own size when the model accepts it, else the model's default input size."""
-    if requested:
-        return requested
+def choose_input_size(name: str, data_size: int, requested: int | None) -> tuple[int, str]:
+    """The input size to train ``name`` at, and why: ``requested``, else the data's own size when
+    the model accepts it, else the smallest size the model accepts."""
     info = model_info(name)
-    return data_size if data_size >= info.min_input_size else info.input_size
+    if requested:
+        if requested < info.min_input_size:
+            raise RunError(f"{name} needs inputs of at least {info.min_input_size}px, not {requested}px; "
+                           f"pass --input-size {info.min_input_size} or more" +
+                           (f", or use its CIFAR form {info.cifar_form}" if info.cifar_form else ""))
+        return requested, f"{requested}px as requested (--input-size)"
+    if data_size >= info.min_input_size:
+        return data_size, f"the data's own {data_size}px"
+    return info.min_input_size, (f"{info.min_input_size}px, the smallest input {name} accepts (the data is "
+                                 f"{data_size}px; --input-size sets another)")
 
 
 # ----------------------------------------------------------------------------- model
@@ -233,7 +241,7 @@ def train_run(
     cfg: TrainConfig,
     dataset: str = "cifar10",
     data_dir=None,
-    form: str = "auto",
+    form: str | None = None,
     input_size: int | None = None,
     pretrained: str | None = None,
     weights_source: str = "auto",
@@ -249,18 +257,20 @@ def train_run(
     """Train one model under one protocol into ``out`` and evaluate it once on the test split.
 
     ``data`` may pass pre-loaded ``(train, val, test)`` arrays (``compare`` loads them once).
-    Returns the figures also written to ``out/results.json``.
+    ``form`` (default: the preset's) picks the architecture's form. ``pretrained`` is a weights
+    file or ``"imagenet"``, torchvision's published weights for the model (downloaded once into
+    the torch hub cache). Returns the figures also written to ``out/results.json``.
     """
     out = Path(out)
     model_info(model)  # unknown names fail before any data is read
-    if pretrained and form == "auto":
-        form = "imagenet"  # published weights are for the paper's form
+    cfg = cfg.replace(form=form)
+    if pretrained and cfg.form == "auto":
+        cfg = cfg.replace(form="imagenet")  # published weights are for the paper's form
     train, val, test = data if data is not None else prepare_data(dataset, data_dir, cfg, download=download, strict=strict)
-    name, reason = resolve_model_name(model, train.image_size, form)
+    name, reason = resolve_model_name(model, train.image_size, cfg.form)
     log(f"model: {reason}")
-    size = choose_input_size(name, train.image_size, input_size)
-    if size != train.image_size:
-        log(f"input: {train.image_size}px images resized to {size}px on the fly for {name}")
+    size, why = choose_input_size(name, train.image_size, input_size)
+    log(f"input: {why}" + (f", resized from {train.image_size}px on the fly" if size != train.image_size else ""))
     device = init_distributed(cfg) or resolve_device(cfg.device)
     rank, world = dist_info()
     if rank != 0:
@@ -270,8 +280,12 @@ def train_run(
     kwargs = _model_kwargs(name, training=True)
     net = build_model(name, len(train.classes), train.channels, kwargs)
     if pretrained:
-        skipped = load_weights(net, pretrained, source=weights_source, skip_classifier=True)["skipped"]
-        log(f"loaded pretrained weights from {pretrained}" + (f" (new classifier: {', '.join(skipped)})" if skipped else ""))
+        weights, what, source = pretrained, str(pretrained), weights_source
+        if str(pretrained) in PUBLISHED:
+            weights, what = published_state_dict(name, str(pretrained))
+            source = "torchvision"
+        skipped = load_weights(net, weights, source=source, skip_classifier=True)["skipped"]
+        log(f"loaded pretrained weights: {what}" + (f" (new classifier: {', '.join(skipped)})" if skipped else ""))
     if init_from:
         _init_from(net, name, init_from, log)
     if cfg.sync_bn and world > 1:

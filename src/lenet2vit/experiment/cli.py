@@ -32,8 +32,8 @@ def cmd_compare(args) -> int:
     compare(
         args.models, dataset=args.dataset, data_dir=args.data_dir, preset=args.preset or "quick", seeds=args.seeds,
         out=args.out, shard=args.shard, overrides=overrides, form=args.form, input_size=args.input_size,
-        pretrained_dir=args.pretrained_dir, download=args.download, strict=args.strict, report=not args.no_report,
-        progress=not args.no_progress,
+        pretrained_dir=args.pretrained_dir, pretrained=args.pretrained, download=args.download, strict=args.strict,
+        report=not args.no_report, progress=not args.no_progress,
     )
     return 0
 
@@ -60,9 +60,12 @@ def register(sub) -> None:
     p.add_argument("--seeds", help="number of seeds (3 means seeds 0,1,2) or a list such as 0,5,9 (default: the study's)")
     p.add_argument("--out", help="study folder (default runs/compare-PRESET)")
     p.add_argument("--shard", help="i/n: run only the jobs whose index modulo n is i (merge with `lenet2vit report`)")
+    p.add_argument("--pretrained", choices=["imagenet"],
+                   help="start every model from torchvision's published ImageNet weights (downloaded once)")
     p.add_argument("--pretrained-dir", help="folder of torchvision ImageNet weights (resnet18-*.pth, ...) to start every model from")
-    p.add_argument("--form", choices=["auto", "imagenet", "cifar"], default="auto",
-                   help="auto: the CIFAR form (3x3 stem, no early pooling) for images <= 64px")
+    p.add_argument("--form", choices=["auto", "imagenet", "cifar"], default=None,
+                   help="auto: the CIFAR form (3x3 stem, no early pooling) for images <= 64px "
+                        "(default: the preset's; seed-paper: imagenet)")
     p.add_argument("--input-size", type=positive_int, help="resize inputs to this size on the fly")
     p.add_argument("--no-report", action="store_true", help="skip the plots and report.html at the end")
     p.add_argument("--no-progress", action="store_true")

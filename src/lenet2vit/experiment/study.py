@@ -33,6 +33,7 @@ from lenet2vit.experiment.store import (
     write_protocol,
 )
 from lenet2vit.registry import CIFAR_SUFFIX, model_info
+from lenet2vit.weights import PUBLISHED
 
 __all__ = ["Study", "STUDIES", "compare", "resolve_study", "parse_shard", "parse_seeds", "jobs_for", "find_pretrained"]
 
@@ -331,9 +332,10 @@ def compare(
     out: str | Path | None = None,
     shard: str | tuple[int, int] | None = None,
     overrides: dict | None = None,
-    form: str = "auto",
+    form: str | None = None,
     input_size: int | None = None,
     pretrained_dir: str | Path | None = None,
+    pretrained: str | None = None,
     download: bool = False,
     strict: bool = False,
     data=None,
@@ -367,14 +369,22 @@ def compare(
         raise CompareError(f"unknown training setting(s) {', '.join(unknown)}; choose from: {', '.join(sorted(known))}")
     if overrides.get("seed") is not None:
         raise CompareError("a study trains several seeds: pass seeds=3 (seeds 0,1,2) or seeds=[0, 5, 9], not seed")
-    cfg = get_preset(study.train_preset).replace(**overrides)
+    cfg = get_preset(study.train_preset).replace(**overrides).replace(form=form)
     dataset = dataset or (study.dataset if data is None else "custom")
     out = Path(out) if out is not None else Path("runs") / f"compare-{study.name}"
-    pretrained = find_pretrained(models, pretrained_dir) if pretrained_dir else {}
+    if pretrained and pretrained_dir:
+        raise CompareError("pass --pretrained imagenet or --pretrained-dir, not both")
+    if pretrained and pretrained not in PUBLISHED:
+        raise CompareError(f"--pretrained {pretrained!r}: a study takes {', '.join(PUBLISHED)} (published weights for "
+                           "every model) or --pretrained-dir with one file per model")
+    pretrained = ({m: pretrained for m in models} if pretrained
+                  else find_pretrained(models, pretrained_dir) if pretrained_dir else {})
+    if pretrained and cfg.form == "auto":
+        cfg = cfg.replace(form="imagenet")  # published weights are for the paper's form
 
     store = ResultStore(out)
     # Refuse a changed training protocol before spending time on the data.
-    early = {"train": _train_protocol(cfg), "form": form, "input_size": input_size or "auto",
+    early = {"train": _train_protocol(cfg), "form": cfg.form, "input_size": input_size or "auto",
              "pretrained": bool(pretrained), "data": {"dataset": dataset}}
     _refuse_changed(out, read_protocol(out), early, keys=["train", "form", "input_size", "pretrained", "data.dataset"])
 
@@ -382,11 +392,11 @@ def compare(
         log(f"loading {dataset} data{f' from {data_dir}' if data_dir else ''} (once for the whole study)")
         data = prepare_data(dataset, data_dir, cfg, download=download, strict=strict)
     train, val, test = data
-    protocol = _protocol(cfg, dataset, data, form, input_size, bool(pretrained))
+    protocol = _protocol(cfg, dataset, data, cfg.form, input_size, bool(pretrained))
     study_doc = {
         "preset": study.name, "train_preset": study.train_preset, "models": models, "seeds": seed_list,
         "data_dir": str(data_dir) if data_dir else None,
-        "pretrained": {m: p.name for m, p in pretrained.items()},
+        "pretrained": {m: Path(p).name for m, p in pretrained.items()},
     }
     device = resolve_device(cfg.device)
     _update_protocol(store, protocol, study_doc, environment(device))
@@ -403,7 +413,7 @@ def compare(
         log(f"[{k}/{len(todo)}] {model} seed {seed} -> {run_dir}")
         _reset_peak_rss()
         res = train_run(
-            model, out=run_dir, cfg=cfg.replace(seed=seed), dataset=dataset, data_dir=data_dir, form=form,
+            model, out=run_dir, cfg=cfg.replace(seed=seed), dataset=dataset, data_dir=data_dir,
             input_size=input_size, pretrained=str(pretrained[model]) if model in pretrained else None,
             download=download, strict=strict, resume=True, progress=progress, data=data,
             log=lambda msg: log(f"  {msg}"),
