@@ -40,6 +40,11 @@ def test_summary_prints_layer_table_with_shapes_params_macs(capsys):
         (["train", "lenet5", "--preset", "fsat", "--dataset", "digits"], "Did you mean: fast"),
         (["eval", "/nonexistent/run"], "no such run"),
         (["train", "lenet5", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
+        (["bench", "alexnet", "--input-size", "32", "--iters", "1"], "alexnet cannot take 32px inputs; it takes 63px"),
+        (["summary", "lenet5", "--input-size", "64"], "it takes only 32px"),
+        (["summary", "vit_b_32", "--input-size", "240"], "not divisible by the patch size 32"),
+        (["train", "alexnet", "--dataset", "digits", "--form", "imagenet", "--input-size", "32", "--epochs", "1"],
+         "alexnet cannot take 32px inputs"),
     ],
 )
 def test_user_errors_are_one_clear_line(capsys, argv, needle):
@@ -77,3 +82,30 @@ def test_train_and_eval_from_the_command_line(tmp_path, capsys):
     other = json.loads(stdout)
     assert code == 0 and other["amp"] == "fp32" and other["tta"] == "flip" and other["n"] == same["n"]
     assert other["loss"] != pytest.approx(same["loss"], abs=1e-6)  # mirrored views change the averaged softmax
+
+
+@pytest.mark.parametrize("model", ["googlenet", "resnet18"])
+def test_bench_train_at_32px_counts_its_macs_without_a_batchnorm_error(capsys, model):
+    code, out, err = run(capsys, "bench", model, "--mode", "train", "--input-size", "32", "--batch-size", "2",
+                         "--iters", "1", "--warmup", "1")
+    assert code == 0, err
+    assert f"{model:<20} train" in out and "Traceback" not in err
+
+
+def test_lenet5_on_a_folder_of_mixed_size_photos_trains_at_its_only_size(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 10)):
+        for c in ("a", "b"):
+            d = tmp_path / "photos" / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                h, w = int(rng.integers(40, 120)), int(rng.integers(40, 120))
+                Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.jpg")
+    code, out, err = run(capsys, "train", "lenet5", "--dataset", "folder", "--data-dir", str(tmp_path / "photos"),
+                         "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu")
+    assert code == 0, err
+    assert "input: 32px, the largest input lenet5 takes" in out
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["input_size"] == 32

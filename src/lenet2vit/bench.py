@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from lenet2vit.engine.loop import resolve_device, use_channels_last
 from lenet2vit.profile import count_macs, count_params
-from lenet2vit.registry import create_model, model_info
+from lenet2vit.registry import check_input, create_model, model_info
 
 __all__ = ["BenchResult", "bench_model", "conv_ceiling", "PRECISIONS"]
 
@@ -159,6 +159,7 @@ def bench_model(
     if model is None:
         info = model_info(name)
         input_size = input_size or info.input_size
+        check_input(name, input_size, info.in_chans, num_classes)
         model = create_model(name, num_classes=num_classes)
         in_chans = info.in_chans
     else:
@@ -172,7 +173,12 @@ def bench_model(
     x = torch.randn(batch_size, in_chans, input_size, input_size, device=dev)
     if cl:
         x = x.to(memory_format=torch.channels_last)
-    n_out = model(x[:1]).shape[-1] if mode == "train" else 0
+    n_out = 0
+    if mode == "train":  # the class count, from two images in eval mode (BatchNorm refuses one 1x1 map in training)
+        model.eval()
+        with torch.no_grad():
+            out = model(x[:2])
+        n_out = (out[0] if isinstance(out, tuple) else out).shape[-1]
     y = torch.randint(0, max(n_out, 1), (batch_size,), device=dev)
     from lenet2vit.engine.run import reset_peak_memory
 

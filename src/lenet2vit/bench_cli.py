@@ -30,11 +30,11 @@ def register(sub) -> None:
 def cmd_bench(args) -> int:
     from lenet2vit.engine.checkpoint import atomic_write_json, atomic_write_text
     from lenet2vit.bench import bench_model, conv_ceiling
-    from lenet2vit.registry import model_info
+    from lenet2vit.registry import check_input, model_info
 
     names = [n.strip() for n in args.models.split(",") if n.strip()]
-    for n in names:
-        model_info(n)  # unknown names fail before any timing
+    for n in names:  # unknown names and sizes a model cannot take fail before any timing
+        check_input(n, args.input_size or model_info(n).input_size)
     modes = ["infer", "train"] if args.mode == "both" else [args.mode]
     cl = True if args.channels_last is None else args.channels_last
     ceilings = {m: conv_ceiling(args.device, args.precision, cl, mode=m) for m in modes}

@@ -17,10 +17,10 @@ __all__ = ["main", "build_parser"]
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from lenet2vit.engine import CheckpointError, ConfigError, RunError, TrainingError
-    from lenet2vit.registry import UnknownModelError
+    from lenet2vit.registry import InputSizeError, UnknownModelError
     from lenet2vit.weights import WeightsError
 
-    errs: list[type[BaseException]] = [UnknownModelError, ConfigError, RunError, TrainingError, WeightsError,
+    errs: list[type[BaseException]] = [UnknownModelError, InputSizeError, ConfigError, RunError, TrainingError, WeightsError,
                                        CheckpointError]
     try:
         from lenet2vit.data import DataError
@@ -90,14 +90,12 @@ def cmd_list(args) -> int:
 
 def cmd_summary(args) -> int:
     from lenet2vit.profile import format_summary, summary
-    from lenet2vit.registry import create_model, model_info
+    from lenet2vit.registry import check_input, create_model, model_info
 
     info = model_info(args.model)
     model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans)
     size = args.input_size or info.input_size
-    if size < info.min_input_size:
-        raise _config_error(f"{args.model} needs inputs of at least {info.min_input_size}px; "
-                            f"try --input-size {info.min_input_size} or its CIFAR form {info.cifar_form or ''}")
+    check_input(args.model, size, args.in_chans, args.num_classes)
     rows = summary(model, size, args.in_chans, depth=args.depth)
     print(f"{args.model} ({info.family}, {info.year}) at {size}x{size}, {model.get_classifier().out_features if hasattr(model.get_classifier(), 'out_features') else args.num_classes} classes")
     print(format_summary(rows))

@@ -27,6 +27,8 @@ __all__ = [
     "list_models",
     "model_info",
     "resolve_model_name",
+    "check_input",
+    "InputSizeError",
     "CIFAR_SUFFIX",
 ]
 
@@ -57,8 +59,13 @@ class ModelInfo:
     cifar_form: str | None = None  # name of this architecture's 32x32 form, if it has one
     is_cifar_form: bool = False
     min_input_size: int = 32  # smallest square input the built model accepts
+    max_input_size: int | None = None  # largest (LeNet-5: 32, its only size); None: no limit
     description: str = ""
     builder: Callable[..., nn.Module] | None = field(default=None, repr=False, compare=False)
+
+
+class InputSizeError(ValueError):
+    """A model that cannot take inputs of the size asked; the message names the sizes it takes."""
 
 
 class UnknownModelError(KeyError):
@@ -84,6 +91,7 @@ def register_model(
     reference: tuple[str, str] | None = None,
     cifar_form: str | None = None,
     min_input_size: int = 32,
+    max_input_size: int | None = None,
     description: str = "",
     name: str | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -112,6 +120,7 @@ def register_model(
             cifar_form=cifar_form,
             is_cifar_form=key.endswith(CIFAR_SUFFIX),
             min_input_size=min_input_size,
+            max_input_size=max_input_size,
             description=doc,
             builder=fn,
         )
@@ -221,3 +230,33 @@ def _replace_info(name: str, **changes) -> None:
 
 def _unregister(name: str) -> None:
     _MODELS.pop(name, None)
+
+
+def check_input(name: str, input_size: int, in_chans: int | None = None, num_classes: int | None = None,
+                **kwargs) -> None:
+    """Raise :class:`InputSizeError` unless ``name`` takes ``input_size`` square images.
+
+    The model is built and run once on the ``meta`` device (no memory, no compute), so every
+    shape rule it has is checked: a pooling that meets a 1x1 map, a patch size that does not
+    divide the image, LeNet-5's single size.
+    """
+    import torch
+
+    info = model_info(name)
+    if info.max_input_size == info.min_input_size:
+        hint = f"; it takes only {info.min_input_size}px"
+    else:
+        hint = f"; it takes {info.min_input_size}px" + (f" to {info.max_input_size}px" if info.max_input_size else " or more")
+    if info.cifar_form:
+        hint += f", and its CIFAR form {info.cifar_form} takes 32px images"
+    if input_size < info.min_input_size or (info.max_input_size and input_size > info.max_input_size):
+        raise InputSizeError(f"{name} cannot take {input_size}px inputs{hint}: pass --input-size {info.min_input_size}"
+                             + (" (training resizes the data to it)" if info.max_input_size else ""))
+    with torch.device("meta"):
+        model = create_model(name, num_classes=num_classes, in_chans=in_chans or info.in_chans, **kwargs).eval()
+        try:
+            with torch.no_grad():
+                model(torch.empty(2, in_chans or info.in_chans, input_size, input_size))
+        except (RuntimeError, ValueError) as e:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputSizeError(f"{name} cannot take {input_size}px inputs ({why}){hint}") from None

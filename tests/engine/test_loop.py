@@ -272,3 +272,24 @@ def test_resumed_fused_update_of_channels_last_weights_matches_the_uninterrupted
     step(resumed, opt2)
     for a, b in zip(model.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_one_epoch_run_of_the_fast_preset_leaves_its_warm_up_and_decays():
+    cfg = get_preset("fast").replace(epochs=1)  # the preset warms up for 2 epochs
+    f = [lr_factor(s, 100, cfg) for s in range(100)]
+    assert max(f) == pytest.approx(1.0)  # the peak is reached inside the run ...
+    assert f.index(max(f)) == 29  # ... after at most 30% of its steps
+    assert f[-1] < 0.02  # and the lr decays to zero by its end
+    ten = get_preset("fast")
+    assert [lr_factor(s, 100, ten) for s in (0, 99, 199)] == pytest.approx([0.005, 0.5, 1.0])  # 10 epochs: unchanged
+
+
+def test_a_batch_larger_than_the_data_allows_shrinks_with_the_lr():
+    fast = get_preset("fast")
+    assert fast.fit_to_data(45_000) == (fast, None)  # CIFAR-10: as the preset says
+    small, why = fast.fit_to_data(245)
+    assert small.batch_size == 15 and small.lr == pytest.approx(0.2 * 15 / 256)  # linear scaling for SGD
+    assert "245 training images" in why and "batch 15" in why
+    adam, _ = fast.replace(optimizer="adam", lr=1e-3).fit_to_data(245)
+    assert adam.lr == pytest.approx(1e-3 * (15 / 256) ** 0.5)  # square-root scaling for Adam
+    assert fast.fit_to_data(3)[0].batch_size == 1

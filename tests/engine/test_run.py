@@ -61,7 +61,7 @@ def synthetic(n, size=8, classes=3, seed=0):
     return ImageArrays(images=images, labels=labels.long(), classes=[f"c{i}" for i in range(classes)])
 
 
-def data(n=96):
+def data(n=256):
     return synthetic(n, seed=0), synthetic(24, seed=1), synthetic(30, seed=2)
 
 

@@ -73,9 +73,15 @@ def test_lenet5_trainable_subsampling() -> None:
 def test_lenet5_init_and_input_checks() -> None:
     torch.manual_seed(0)
     m = create_model("lenet5")
-    for layer in (m.features.c1, m.features.c3, m.features.c5, m.classifier.f6):
+    paper = create_model("lenet5", init="paper")
+    for name in ("features.c1", "features.c3", "features.c5", "classifier.f6", "classifier.output"):
+        layer, p_layer = m.get_submodule(name), paper.get_submodule(name)
         fan_in = layer.weight[0].numel()
-        assert layer.weight.abs().max() <= 2.4 / fan_in  # Appendix A
+        assert p_layer.weight.abs().max() <= 2.4 / fan_in  # Appendix A
+        bound = (3 / fan_in) ** 0.5  # Efficient BackProp: std 1/sqrt(fan-in)
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
+    with pytest.raises(ValueError, match="init must be one of lecun, paper"):
+        create_model("lenet5", init="xavier")
     rgb = create_model("lenet5", num_classes=100, in_chans=3)
     assert rgb(torch.randn(2, 3, 32, 32)).shape == (2, 100)
     assert _n(rgb) == 61_706 + 2 * 6 * 25 + 90 * (84 + 1)  # wider C1, wider output

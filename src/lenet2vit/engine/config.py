@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, fields, replace
 
-__all__ = ["TrainConfig", "PRESETS", "get_preset", "ConfigError", "CIFAR_MEAN", "CIFAR_STD", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["TrainConfig", "MIN_STEPS_PER_EPOCH", "MAX_WARMUP_FRACTION", "PRESETS", "get_preset", "ConfigError", "CIFAR_MEAN", "CIFAR_STD", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -21,6 +21,12 @@ SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
 TTA = ("none", "flip", "10crop")
 AMP = ("auto", "fp32", "bf16", "fp16")
 FORMS = ("auto", "imagenet", "cifar")
+
+
+# A training epoch takes at least this many optimizer steps (TrainConfig.fit_to_data), and the
+# warm-up at most this share of the run's steps (lr_factor), so short runs and small sets learn.
+MIN_STEPS_PER_EPOCH = 16
+MAX_WARMUP_FRACTION = 0.3
 
 
 class ConfigError(ValueError):
@@ -114,6 +120,25 @@ class TrainConfig:
             raise ConfigError(f"scale_jitter must be two ratios 1 <= lo <= hi, got {self.scale_jitter}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
+
+    def fit_to_data(self, n_train: int) -> tuple["TrainConfig", str | None]:
+        """This protocol for a training set of ``n_train`` images, and what changed (or ``None``).
+
+        An epoch takes at least :data:`MIN_STEPS_PER_EPOCH` optimizer steps: on a set too small
+        for that the batch shrinks, and the lr with it (linearly for SGD, by the square root for
+        Adam and AdamW), so a recipe made for CIFAR-10 neither diverges nor stalls on a few hundred
+        images. (The warm-up is capped by the run's length in :func:`lr_factor`.)
+        """
+        batch = max(1, min(self.batch_size, n_train // MIN_STEPS_PER_EPOCH))
+        if batch >= self.batch_size:
+            return self, None
+        ratio = batch / self.batch_size
+        lr = self.lr * (ratio if self.optimizer == "sgd" else ratio**0.5)
+        rule = "linear" if self.optimizer == "sgd" else "square-root"
+        return replace(self, batch_size=batch, lr=lr), (
+            f"{n_train} training images make fewer than {MIN_STEPS_PER_EPOCH} steps per epoch at batch {self.batch_size}: "
+            f"batch {batch}, lr {self.lr:g} -> {lr:.4g} ({rule} scaling)"
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lenet2vit.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, save_weights
-from lenet2vit.engine.config import TrainConfig
+from lenet2vit.engine.config import MAX_WARMUP_FRACTION, TrainConfig
 from lenet2vit.runtime import LoadMeter
 
 __all__ = [
@@ -168,7 +168,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     """Multiplier of the base lr after ``step`` optimizer steps (a pure function of the config)."""
     total = max(cfg.epochs * steps_per_epoch, 1)
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    warm = int(min(cfg.warmup_epochs * steps_per_epoch, MAX_WARMUP_FRACTION * total))  # a short run leaves its warm-up
     ramp = (step + 1) / warm if warm and step < warm else 1.0  # linear warm-up, any schedule
     if cfg.schedule in ("none", "plateau"):  # plateau: fit() scales the lr from validation results
         return ramp

@@ -27,7 +27,7 @@ from lenet2vit.engine.config import TrainConfig
 from lenet2vit.engine.loop import amp_name, dist_info, evaluate, fit, resolve_amp, resolve_device, use_channels_last
 from lenet2vit.profile import count_macs, count_params
 from lenet2vit.runtime import provenance
-from lenet2vit.registry import create_model, model_info, resolve_model_name
+from lenet2vit.registry import check_input, create_model, model_info, resolve_model_name
 from lenet2vit.weights import PUBLISHED, load_weights, published_state_dict, read_state_dict
 
 __all__ = ["train_run", "evaluate_run", "load_run", "RunError", "prepare_data", "make_loader", "environment"]
@@ -120,7 +120,8 @@ def make_loader(arrays, cfg: TrainConfig, *, train: bool, device, mean, std, cha
     aug = Augment(crop_padding=cfg.crop_padding, flip=cfg.flip) if train and (cfg.crop_padding or cfg.flip) else None
     return DeviceLoader(
         arrays, cfg.batch_size if train else cfg.eval_batch_size, shuffle=train,
-        seed=cfg.seed if seed is None else seed, device=device, mean=mean, std=std, augment=aug, drop_last=False,
+        seed=cfg.seed if seed is None else seed, device=device, mean=mean, std=std, augment=aug,
+        drop_last=train,  # every training step takes a full batch, on one process or N (BatchNorm needs > 1 image)
         channels_last=channels_last, image_size=None if input_size == arrays.image_size else input_size,
         rank=rank, world_size=world, paper_augment=paper,
     )
@@ -131,11 +132,9 @@ def choose_input_size(name: str, data_size: int, requested: int | None) -> tuple
     the model accepts it, else the smallest size the model accepts."""
     info = model_info(name)
     if requested:
-        if requested < info.min_input_size:
-            raise RunError(f"{name} needs inputs of at least {info.min_input_size}px, not {requested}px; "
-                           f"pass --input-size {info.min_input_size} or more" +
-                           (f", or use its CIFAR form {info.cifar_form}" if info.cifar_form else ""))
         return requested, f"{requested}px as requested (--input-size)"
+    if info.max_input_size and data_size > info.max_input_size:
+        return info.max_input_size, f"{info.max_input_size}px, the largest input {name} takes (the data is {data_size}px)"
     if data_size >= info.min_input_size:
         return data_size, f"the data's own {data_size}px"
     return info.min_input_size, (f"{info.min_input_size}px, the smallest input {name} accepts (the data is "
@@ -267,6 +266,9 @@ def train_run(
     if pretrained and cfg.form == "auto":
         cfg = cfg.replace(form="imagenet")  # published weights are for the paper's form
     train, val, test = data if data is not None else prepare_data(dataset, data_dir, cfg, download=download, strict=strict)
+    cfg, fitted = cfg.fit_to_data(len(train))
+    if fitted:
+        log(f"protocol: {fitted}")
     name, reason = resolve_model_name(model, train.image_size, cfg.form)
     log(f"model: {reason}")
     size, why = choose_input_size(name, train.image_size, input_size)
@@ -276,8 +278,9 @@ def train_run(
     if rank != 0:
         log = lambda s: None  # noqa: E731  (only rank 0 speaks and writes)
         progress = False
-    torch.manual_seed(cfg.seed)
     kwargs = _model_kwargs(name, training=True)
+    check_input(name, size, train.channels, len(train.classes), **kwargs)  # one clear line, before any training
+    torch.manual_seed(cfg.seed)
     net = build_model(name, len(train.classes), train.channels, kwargs)
     if pretrained:
         weights, what, source = pretrained, str(pretrained), weights_source
