@@ -104,8 +104,15 @@ def test_lenet5_on_a_folder_of_mixed_size_photos_trains_at_its_only_size(tmp_pat
             for i in range(n):
                 h, w = int(rng.integers(40, 120)), int(rng.integers(40, 120))
                 Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.jpg")
+    (tmp_path / "photos" / "train" / "a" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     code, out, err = run(capsys, "train", "lenet5", "--dataset", "folder", "--data-dir", str(tmp_path / "photos"),
                          "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu")
     assert code == 0, err
     assert "input: 32px, the largest input lenet5 takes" in out
+    warned = [line for line in err.splitlines() if "broken.jpg" in line]  # one clean line, no Python source
+    assert len(warned) == 1 and warned[0].startswith("warning: skipped 1 unreadable") and "UserWarning" not in err
     assert json.loads((tmp_path / "run" / "config.json").read_text())["input_size"] == 32
+    # two classes: a top-5 would always be 100%, so none is reported
+    assert "top-5" not in out and json.loads((tmp_path / "run" / "results.json").read_text())["test_top5"] is None
+    code, out, _ = run(capsys, "eval", str(tmp_path / "run"), "--no-progress")
+    assert code == 0 and "top-1" in out and "top-5" not in out

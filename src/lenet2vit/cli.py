@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 __all__ = ["main", "build_parser"]
 
@@ -124,6 +125,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup-epochs", type=nonneg_float)
     g.add_argument("--label-smoothing", type=nonneg_float)
     g.add_argument("--crop-padding", type=nonneg_int, help="random-crop padding in pixels (0: off)")
+    g.add_argument("--pca-lighting", type=nonneg_float, help="AlexNet's PCA colour noise: std of its weights (0: off)")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
     g.add_argument("--mean", type=float_list, help="normalisation mean, e.g. 0.5,0.5,0.5")
     g.add_argument("--std", type=float_list, help="normalisation std")
@@ -159,7 +161,7 @@ def config_from_args(args):
         milestones=args.milestones, tta=args.tta,
         flip=args.flip, mean=args.mean, std=args.std, val_fraction=args.val_fraction, limit=args.limit,
         seed=args.seed, device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-        grad_clip=args.grad_clip, nonfinite=args.nonfinite, sync_bn=args.sync_bn,
+        grad_clip=args.grad_clip, nonfinite=args.nonfinite, sync_bn=args.sync_bn, pca_lighting=args.pca_lighting,
     )
 
 
@@ -187,8 +189,11 @@ def cmd_eval(args) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        print(f"{res['model']} on {res['split']} ({res['n']} images): top-1 {res['top1']:.2%}  top-5 {res['top5']:.2%}"
-              f"  (error {1 - res['top1']:.2%} / {1 - res['top5']:.2%})  loss {res['loss']:.4f}"
+        top5 = res["top5"] is not None
+        print(f"{res['model']} on {res['split']} ({res['n']} images): top-1 {res['top1']:.2%}"
+              + (f"  top-5 {res['top5']:.2%}" if top5 else "")
+              + f"  (error {1 - res['top1']:.2%}" + (f" / {1 - res['top5']:.2%}" if top5 else "") + ")"
+              + f"  loss {res['loss']:.4f}"
               f"  [{res['amp']}, test views: {res['tta']}]")
     return 0
 
@@ -277,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warning
     try:
         return args.func(args) or 0
     except _user_errors() as e:
@@ -288,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        warnings.showwarning = shown
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings reach a user as one ``warning:`` line, without Python's category and source line."""
+    print(f"warning: {message}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def pca_colour_stats(images: torch.Tensor, max_images: int = 10000) -> tuple[lis
     A strided subset of ``max_images`` images keeps it fast on large sets.
     """
     if images.shape[1] != 3:
-        raise DataError(f"PCA lighting needs RGB images, got {images.shape[1]} channel(s); drop --pca-lighting")
+        raise DataError(f"PCA lighting needs RGB images, got {images.shape[1]} channel(s); pass --pca-lighting 0")
     step = max(1, images.shape[0] // max_images)
     px = images[::step].permute(0, 2, 3, 1).reshape(-1, 3).double() / 255.0
     cov = torch.cov(px.T)

@@ -361,8 +361,8 @@ def evaluate(
                     probs_sum = probs_sum + model(v.contiguous(memory_format=fmt)).float().softmax(1)
             logits = (probs_sum / len(views)).clamp_min(1e-12).log()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices
+        n_classes = logits.shape[1]
+        top = logits.topk(min(5, n_classes), dim=1).indices
         hit = top == y[:, None]
         top1 += hit[:, 0].sum()
         top5 += hit.any(dim=1).sum()
@@ -380,7 +380,7 @@ def evaluate(
     out = {
         "loss": loss_sum.item() / max(seen, 1),
         "top1": top1.item() / max(seen, 1),
-        "top5": top5.item() / max(seen, 1),
+        "top5": top5.item() / max(seen, 1) if seen and n_classes > 5 else None,  # top-k only for k < classes
         "n": seen,
         "seconds": seconds,
         "images_per_s": seen / max(seconds, 1e-9),
@@ -542,7 +542,9 @@ def fit(
             _write_logs(out_dir, state.history)
         if world > 1:
             torch.distributed.barrier()  # nobody reads a checkpoint rank 0 is still writing
-        val_txt = f" val {row['val_top1']:.2%} (top-5 {row['val_top5']:.2%})" if "val_top1" in row else ""
+        val_txt = ""
+        if "val_top1" in row:
+            val_txt = f" val {row['val_top1']:.2%}" + (f" (top-5 {row['val_top5']:.2%})" if row["val_top5"] is not None else "")
         compiled_txt = f" (+ {row['compile_seconds']:.1f}s compiling)" if row.get("compile_seconds") else ""
         log(
             f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {row['train_acc']:.2%}{val_txt} "

@@ -337,7 +337,7 @@ def train_run(
     if resume:
         _check_protocol(out, config)
     elif (out / "checkpoint.safetensors").exists():
-        raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        raise RunError(f"{out} already holds a run; drop --restart to resume it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         atomic_write_json(out / "config.json", dict(config, environment=environment(device), world_size=world))
@@ -368,7 +368,7 @@ def train_run(
         "test_top1": test_res["top1"],
         "test_top5": test_res["top5"],
         "test_top1_error": 1 - test_res["top1"],
-        "test_top5_error": 1 - test_res["top5"],
+        "test_top5_error": 1 - test_res["top5"] if test_res["top5"] is not None else None,
         "tta": cfg.tta,
         "test_loss": test_res["loss"],
         "best_val_top1": result["best_val_top1"],
@@ -395,7 +395,8 @@ def train_run(
         atomic_write_json(out / "results.json", res)
         if world == 1:  # each rank saw only its share of the test split
             _save_predictions(out, test_res)
-    log(f"test: top-1 {res['test_top1']:.2%}, top-5 {res['test_top5']:.2%} (best val epoch {res['best_epoch']})")
+    top5 = f", top-5 {res['test_top5']:.2%}" if res["test_top5"] is not None else ""
+    log(f"test: top-1 {res['test_top1']:.2%}{top5} (best val epoch {res['best_epoch']})")
     return res
 
 

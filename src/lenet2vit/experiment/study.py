@@ -298,7 +298,7 @@ def _row(model: str, seed: int, res: dict, run_dir: Path, out: Path) -> dict:
         "test_top1": res["test_top1"],
         "test_top5": res["test_top5"],
         "test_top1_err": 1.0 - res["test_top1"],
-        "test_top5_err": 1.0 - res["test_top5"],
+        "test_top5_err": 1.0 - res["test_top5"] if res["test_top5"] is not None else None,
         "test_loss": res["test_loss"],
         "best_val_top1": res["best_val_top1"],
         "best_epoch": res["best_epoch"],
