@@ -95,3 +95,57 @@ def test_not_an_archive(tmp_path):
         safe_extract(fake, tmp_path / "out")
     with pytest.raises(DataError, match="does not exist"):
         safe_extract(tmp_path / "missing.zip", tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- archives that expand without end
+
+
+@pytest.fixture(scope="module")
+def zip_bomb(tmp_path_factory) -> Path:
+    """A zip of a few MB whose one image-named member expands to 2 GiB of zeros."""
+    path = tmp_path_factory.mktemp("bomb") / "bomb.zip"
+    chunk = bytes(64 * 2**20)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        z.writestr("train/cat/ok.png", b"tiny")
+        with z.open("train/cat/huge.png", "w", force_zip64=True) as f:
+            for _ in range(32):
+                f.write(chunk)
+    assert path.stat().st_size < 20 * 2**20
+    return path
+
+
+@pytest.mark.slow
+def test_a_zip_bomb_gets_a_clear_error_not_an_out_of_memory_crash(zip_bomb, tmp_path):
+    import resource
+
+    from lenet2vit.data import load_split
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError, match=r"huge\.png expands to 2,048 MB, over the 256 MB.*refusing to expand it"):
+        load_split("folder", zip_bomb, "train", cache_dir=tmp_path, progress=False)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 512 * 1024  # KiB: nothing near 2 GiB was read
+    with pytest.raises(DataError, match=r"huge\.png.*expands to 2,048 MB"):
+        safe_extract(zip_bomb, tmp_path / "out")
+    assert not (tmp_path / "out" / "train").exists()  # refused before anything was written
+
+
+def test_a_zip_whose_header_understates_a_member_is_refused_clearly(tmp_path, monkeypatch):
+    from lenet2vit.data.archive import ArchiveTree
+
+    path = tmp_path / "liar.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("train/cat/a.png", bytes(3 * 2**20))
+    monkeypatch.setattr(zipfile.ZipInfo, "file_size", property(lambda self: 10, lambda self, v: None), raising=False)
+    with pytest.raises(DataError, match=r"cannot read archive .*liar\.zip .*Bad CRC-32 for file 'train/cat/a\.png'"):
+        ArchiveTree(path, keep=lambda n: True)  # zipfile reads no more than the header says, then the CRC fails
+
+
+def test_many_members_over_the_total_cap_are_refused(tmp_path, monkeypatch):
+    from lenet2vit.data.archive import ArchiveTree
+
+    tar = make_tar(tmp_path / "many.tar.gz", [("file", f"train/cat/{i}.png", bytes(300 * 1024)) for i in range(8)])
+    monkeypatch.setenv("LENET2VIT_ARCHIVE_MAX_TOTAL_MB", "2")
+    with pytest.raises(DataError, match="its members expand to over 2 MB"):
+        ArchiveTree(tar, keep=lambda n: True)
+    with pytest.raises(DataError, match="it expands to 2 MB, over the 2 MB cap"):
+        safe_extract(tar, tmp_path / "out")

@@ -17,6 +17,19 @@ from lenet2vit.data.arrays import DataError
 
 ARCHIVE_HINT = "pass an image folder, cifar-10-batches-py or a .tar.gz/.tgz/.tar/.zip archive"
 
+# Caps on what reading an archive may expand to: no image file comes near the first, and the
+# second keeps an archive that expands without end (a "zip bomb") from exhausting memory.
+# $LENET2VIT_ARCHIVE_MAX_MEMBER_MB and $LENET2VIT_ARCHIVE_MAX_TOTAL_MB change them.
+MAX_MEMBER_BYTES = 256 * 2**20
+MAX_TOTAL_BYTES = 16 * 2**30
+
+
+def _cap(env: str, default: int) -> int:
+    try:
+        return int(float(os.environ[env]) * 2**20) if env in os.environ else default
+    except ValueError:
+        raise DataError(f"${env} must be a number of megabytes, got {os.environ[env]!r}") from None
+
 
 def _hidden(part: str) -> bool:
     return part.startswith(".") or part == "__MACOSX"  # __MACOSX: resource forks in macOS zips
@@ -111,6 +124,9 @@ class ArchiveTree:
         self.dirs: set[str] = {""}
         self.children: dict[str, set[str]] = {}
         self._sorted: list[str] | None = None
+        self.max_member = _cap("LENET2VIT_ARCHIVE_MAX_MEMBER_MB", MAX_MEMBER_BYTES)
+        self.max_total = _cap("LENET2VIT_ARCHIVE_MAX_TOTAL_MB", MAX_TOTAL_BYTES)
+        self._total = 0
         bar = tqdm(desc=f"reading {path.name}", unit=" files", disable=not progress, leave=False)
         try:
             if tarfile.is_tarfile(path):
@@ -145,9 +161,11 @@ class ArchiveTree:
                 if name is None or not (m.isdir() or m.isfile()):
                     continue
                 self._add(name, m.isdir())
+                if m.isfile():
+                    self._count(name, m.size)  # skipped members expand too
                 if m.isfile() and keep(name):
                     f = tf.extractfile(m)
-                    self.files[name] = f.read() if f is not None else b""
+                    self.files[name] = self._bounded_read(f, name) if f is not None else b""
 
     def _read_zip(self, keep: Callable[[str], bool], tick: Callable[[], Any]) -> None:
         with zipfile.ZipFile(self.path) as zf:
@@ -158,7 +176,29 @@ class ArchiveTree:
                     continue
                 self._add(name, info.is_dir())
                 if not info.is_dir() and keep(name):
-                    self.files[name] = zf.read(info)
+                    self._count(name, info.file_size)
+                    with zf.open(info) as f:  # the stored size may lie: read no more than the cap
+                        self.files[name] = self._bounded_read(f, name)
+
+    def _too_big(self, what: str) -> DataError:
+        return DataError(
+            f"{self.path}: {what}; refusing to expand it (an archive that expands without end?). Extract it "
+            "yourself and pass the folder, or raise $LENET2VIT_ARCHIVE_MAX_MEMBER_MB / $LENET2VIT_ARCHIVE_MAX_TOTAL_MB"
+        )
+
+    def _count(self, name: str, size: int) -> None:
+        if size > self.max_member:
+            raise self._too_big(f"member {name} expands to {size / 2**20:,.0f} MB, over the "
+                                f"{self.max_member / 2**20:,.0f} MB a file may have")
+        self._total += size
+        if self._total > self.max_total:
+            raise self._too_big(f"its members expand to over {self.max_total / 2**20:,.0f} MB")
+
+    def _bounded_read(self, f, name: str) -> bytes:
+        data = f.read(self.max_member + 1)
+        if len(data) > self.max_member:
+            raise self._too_big(f"member {name} expands to over {self.max_member / 2**20:,.0f} MB")
+        return data
 
     def isdir(self, rel: str) -> bool:
         return rel in self.dirs
@@ -211,6 +251,20 @@ def _check_member_path(archive: Path, name: str, symlinks: set[str], what: str =
     return "/".join(parts)
 
 
+def _check_sizes(archive: Path, sizes: list[tuple[str, int]]) -> None:
+    """Refuse, before anything is written, an archive whose members expand past the caps."""
+    max_member = _cap("LENET2VIT_ARCHIVE_MAX_MEMBER_MB", MAX_MEMBER_BYTES)
+    max_total = _cap("LENET2VIT_ARCHIVE_MAX_TOTAL_MB", MAX_TOTAL_BYTES)
+    for name, size in sizes:
+        if size > max_member:
+            raise _refuse(archive, name, f"expands to {size / 2**20:,.0f} MB, over the {max_member / 2**20:,.0f} MB cap "
+                                         "($LENET2VIT_ARCHIVE_MAX_MEMBER_MB)")
+    total = sum(size for _, size in sizes)
+    if total > max_total:
+        raise DataError(f"refusing to extract {archive}: it expands to {total / 2**20:,.0f} MB, over the "
+                        f"{max_total / 2**20:,.0f} MB cap ($LENET2VIT_ARCHIVE_MAX_TOTAL_MB)")
+
+
 def safe_extract(archive: str | Path, dest: str | Path) -> Path:
     """Extract a tar (.tar, .tar.gz, .tgz, ...) or zip archive into `dest` and return `dest`.
 
@@ -237,6 +291,7 @@ def safe_extract(archive: str | Path, dest: str | Path) -> Path:
                         _check_member_path(archive, target, symlinks, "link target ")
                     elif m.islnk():
                         _check_member_path(archive, m.linkname, symlinks, "link target ")
+                _check_sizes(archive, [(m.name, m.size) for m in members if m.isfile()])
                 if hasattr(tarfile, "data_filter"):
                     tf.extractall(dest, members=members, filter="data")
                 else:  # pragma: no cover - Python without extraction filters
@@ -251,6 +306,7 @@ def safe_extract(archive: str | Path, dest: str | Path) -> Path:
                     if info.filename in links:
                         target = posixpath.join(posixpath.dirname(name), zf.read(info).decode("utf-8", "replace"))
                         _check_member_path(archive, target, symlinks, "link target ")
+                _check_sizes(archive, [(i.filename, i.file_size) for i in infos if not i.is_dir()])
                 zf.extractall(dest)
         else:
             raise DataError(f"{archive} is not a tar or zip archive; {ARCHIVE_HINT}")
