@@ -177,3 +177,31 @@ def test_cli_export_prints_the_difference(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nothing")]) == 2
     assert "no such run folder" in capsys.readouterr().err
 
+
+
+def test_a_failed_check_leaves_nothing_at_the_path_and_keeps_a_good_file(tmp_path, monkeypatch):
+    import lenet2vit.serving.export as export
+
+    run = make_run(tmp_path, "resnet20", 32)
+    good = export_run(run, format="torchscript")
+    before = Path(good.path).read_bytes()
+    real = export._run_export
+    monkeypatch.setattr(export, "_run_export", lambda path, fmt, x: real(path, fmt, x) + 1.0)  # a wrong export
+    with pytest.raises(ServingError, match=r"differs from PyTorch.*nothing was written to .*model\.pt"):
+        export_run(run, format="torchscript")
+    assert Path(good.path).read_bytes() == before  # the good file is untouched ...
+    with pytest.raises(ServingError, match="differs from PyTorch"):
+        export_run(run, format="onnx")
+    assert not (run / "model.onnx").exists()  # ... and a bad one never appears
+    assert [p.name for p in run.iterdir() if ".partial" in p.name] == []
+
+
+def test_the_check_fails_a_model_whose_output_does_not_vary(tmp_path):
+    from lenet2vit.serving.export import export_model
+
+    run = make_run(tmp_path, "resnet20", 32)
+    model, config = load_run(run)
+    torch.nn.init.zeros_(model.get_classifier().weight)  # every input gets the classifier's bias
+    with pytest.raises(ServingError, match="same output for 3 different inputs"):
+        export_model(model, config, tmp_path / "dead.onnx")
+    assert not (tmp_path / "dead.onnx").exists()

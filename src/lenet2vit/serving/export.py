@@ -172,6 +172,9 @@ def check_export(model: nn.Module, path: str | os.PathLike, fmt: str, input_shap
         if out.shape != ref.shape:
             raise ServingError(f"{path}: exported model returns shape {tuple(out.shape)} for a batch of {b}, "
                                f"PyTorch {tuple(ref.shape)}")
+        if b > 1 and (out - out[:1]).abs().max().item() <= 1e-6 * max(1.0, out.abs().max().item()):
+            raise ServingError(f"{path}: the exported model gives the same output for {b} different inputs, so the "
+                               "check cannot tell it from a broken export; is the model trained?")
         diff = max(diff, (out - ref).abs().max().item())
         scale = max(scale, ref.abs().max().item())
     return diff, scale
@@ -199,17 +202,27 @@ def export_model(
     shape = (int(config["in_chans"]), int(config["input_size"]), int(config["input_size"]))
     wrapped = _MainOutput(model).eval().cpu()
     example = torch.randn(2, *shape)  # batch 2 at export, so batch 1 and 3 prove it is dynamic
-    if format == "onnx":
-        used, opset_used = _export_onnx(wrapped, example, out, exporter, opset, config)
-    else:
-        used, opset_used = _export_torchscript(wrapped, example, out, config), None
-    result = ExportResult(str(out), format, used, opset=opset_used)
-    if check:
-        diff, scale = check_export(model, out, format, shape)
-        result.max_abs_diff, result.max_abs_logit, result.batches = diff, scale, list(CHECK_BATCHES)
-        if not diff <= tolerance * max(1.0, scale):
-            raise ServingError(f"{out}: exported model differs from PyTorch by up to {diff:.3g} "
-                               f"(logits up to {scale:.3g}, tolerance {tolerance:g}); try --exporter dynamo or legacy")
+    # Written beside `out` under a temporary name and moved into place only once checked: a failed
+    # export or check never leaves a bad file at `out` (nor replaces a good one there).
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
+    try:
+        if format == "onnx":
+            used, opset_used = _export_onnx(wrapped, example, tmp, exporter, opset, config)
+        else:
+            used, opset_used = _export_torchscript(wrapped, example, tmp, config), None
+        result = ExportResult(str(out), format, used, opset=opset_used)
+        if check:
+            diff, scale = check_export(model, tmp, format, shape)
+            result.max_abs_diff, result.max_abs_logit, result.batches = diff, scale, list(CHECK_BATCHES)
+            if not diff <= tolerance * max(1.0, scale):
+                raise ServingError(f"{out}: exported model differs from PyTorch by up to {diff:.3g} (logits up to "
+                                   f"{scale:.3g}, tolerance {tolerance:g}); try --exporter dynamo or legacy")
+        os.replace(tmp, out)
+    except ServingError as e:
+        raise ServingError(str(e).replace(str(tmp), str(out)) + f"; nothing was written to {out}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return result
 
 
