@@ -18,11 +18,12 @@ __all__ = ["main", "build_parser"]
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from lenet2vit.engine import CheckpointError, ConfigError, RunError, TrainingError
+    from lenet2vit.engine.checkpoint import FolderBusyError
     from lenet2vit.registry import InputSizeError, UnknownModelError
     from lenet2vit.weights import WeightsError
 
     errs: list[type[BaseException]] = [UnknownModelError, InputSizeError, ConfigError, RunError, TrainingError, WeightsError,
-                                       CheckpointError]
+                                       CheckpointError, FolderBusyError]
     try:
         from lenet2vit.data import DataError
 

@@ -54,9 +54,9 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
 EPOCHS = 4
 
 
-def _train_cmd(out: Path) -> list[str]:
+def _train_cmd(out: Path, epochs: int = EPOCHS) -> list[str]:
     return [sys.executable, "-m", "lenet2vit", "train", "lenet5", "--dataset", "digits", "--preset", "quick",
-            "--epochs", str(EPOCHS), "--limit", "1600", "--batch-size", "4", "--amp", "fp32", "--device", "cpu",
+            "--epochs", str(epochs), "--limit", "1600", "--batch-size", "4", "--amp", "fp32", "--device", "cpu",
             "--no-progress", "--out", str(out)]
 
 
@@ -85,3 +85,35 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path):
     ra = json.loads((tmp_path / "full" / "results.json").read_text())
     rb = json.loads((tmp_path / "cut" / "results.json").read_text())
     assert ra["test_top1"] == rb["test_top1"]
+
+
+@pytest.mark.slow
+def test_a_second_process_on_a_busy_run_folder_gets_one_line_naming_the_first(tmp_path):
+    cmd = _train_cmd(tmp_path / "run", epochs=40)  # long enough to outlive a second process's start
+    first = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = tmp_path / "run" / "log.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and first.poll() is None and not log.exists():
+        time.sleep(0.01)
+    assert first.poll() is None, "the first run ended before the second started; give it more work"
+    second = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(lines) == 1, second.stderr[-2000:]
+    assert lines[0].startswith(f"error: {tmp_path / 'run'} is in use by another training run (PID {first.pid}:")
+    first.send_signal(signal.SIGKILL)  # a lock left behind by SIGKILL is stale: the next process takes it over
+    first.wait(timeout=30)
+    third = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert f"taking over from PID {first.pid}" in third.stdout and (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_study_folder_belongs_to_one_compare_per_shard(tmp_path):
+    from lenet2vit.engine.checkpoint import FolderBusyError, FolderLock
+    from lenet2vit.experiment import compare
+
+    with FolderLock(tmp_path / "study", "study", ".study.lock"):  # as a live `compare` holds it
+        with pytest.raises(FolderBusyError, match=rf"{tmp_path / 'study'} is in use by another study \(PID {os.getpid()}"):
+            compare("lenet5", preset="quick", out=tmp_path / "study", progress=False, log=lambda s: None)
+    with FolderLock(tmp_path / "study", "process running shard 0/2", ".study-shard-0-of-2.lock"):
+        with pytest.raises(FolderBusyError, match="another process running shard 0/2"):
+            compare("lenet5", preset="quick", out=tmp_path / "study", shard="0/2", progress=False, log=lambda s: None)

@@ -28,6 +28,8 @@ __all__ = [
     "load_checkpoint",
     "read_metadata",
     "CheckpointError",
+    "FolderLock",
+    "FolderBusyError",
 ]
 
 
@@ -186,3 +188,52 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     out["optimizer"] = _unflatten_optimizer(opt, meta["optimizer"])
     out["rng"] = tensors.get("rng.cpu")
     return out
+
+
+# ----------------------------------------------------------------------------- one process per folder
+
+
+class FolderBusyError(RuntimeError):
+    """Another live process owns a run or study folder; the message names its PID."""
+
+
+class FolderLock:
+    """Holds ``<folder>/<name>`` for one process: a second process gets :class:`FolderBusyError`.
+
+    The lock is an ``flock`` on the file, so the kernel drops it when its process dies, even by
+    SIGKILL: a lock left behind that way is stale and the next process simply takes it over.
+    The file records the owner's PID and command for the message the second process prints.
+    """
+
+    def __init__(self, folder: str | os.PathLike, what: str = "training run", name: str = ".run.lock") -> None:
+        self.folder, self.what, self.name = Path(folder), what, name
+        self._fd: int | None = None
+
+    def __enter__(self) -> "FolderLock":
+        import fcntl
+        import sys
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / self.name
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            pid = owner.split(" ", 1)[0] if owner else "?"
+            raise FolderBusyError(
+                f"{self.folder} is in use by another {self.what} (PID {pid}: {owner.split(' ', 1)[1] if ' ' in owner else 'unknown'}); "
+                f"wait for it to finish, stop it, or pass another --out"
+            ) from None
+        stale = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {' '.join(sys.argv)}\n".encode(), 0)
+        self._fd, self.took_over = fd, stale or None  # the PID line of a process that died holding it
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None

@@ -12,7 +12,9 @@ per (model, seed). A run folder holds:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -22,7 +24,7 @@ import torch
 import torch.nn as nn
 
 import lenet2vit
-from lenet2vit.engine.checkpoint import atomic_write_json, read_metadata
+from lenet2vit.engine.checkpoint import FolderLock, atomic_write_json, read_metadata
 from lenet2vit.engine.config import TrainConfig
 from lenet2vit.engine.loop import amp_name, dist_info, evaluate, fit, resolve_amp, resolve_device, use_channels_last
 from lenet2vit.profile import count_macs, count_params
@@ -261,7 +263,21 @@ def train_run(
     the torch hub cache). Returns the figures also written to ``out/results.json``.
     """
     out = Path(out)
-    model_info(model)  # unknown names fail before any data is read
+    model_info(model)  # unknown names fail before anything is read or written
+    with contextlib.ExitStack() as held:
+        if int(os.environ.get("RANK", "0")) == 0:  # one process owns the folder (torchrun: rank 0)
+            lock = held.enter_context(FolderLock(out, "training run"))
+            if lock.took_over:
+                log(f"{out}: taking over from PID {lock.took_over.split(' ', 1)[0]}, which ended without releasing it")
+        return _train_run(
+            model, out=out, cfg=cfg, dataset=dataset, data_dir=data_dir, form=form, input_size=input_size,
+            pretrained=pretrained, weights_source=weights_source, init_from=init_from, download=download,
+            strict=strict, resume=resume, progress=progress, data=data, log=log, stop_after_epochs=stop_after_epochs,
+        )
+
+
+def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, input_size, pretrained, weights_source,
+               init_from, download, strict, resume, progress, data, log, stop_after_epochs) -> dict:
     cfg = cfg.replace(form=form)
     if pretrained and cfg.form == "auto":
         cfg = cfg.replace(form="imagenet")  # published weights are for the paper's form

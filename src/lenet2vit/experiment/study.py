@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from lenet2vit.engine.checkpoint import save_weights
+from lenet2vit.engine.checkpoint import FolderLock, save_weights
 from lenet2vit.engine.config import PRESETS, TrainConfig, get_preset
 from lenet2vit.engine.loop import resolve_device
 from lenet2vit.engine.run import SPLIT_SEED, environment, prepare_data, train_run
@@ -382,6 +382,16 @@ def compare(
     if pretrained and cfg.form == "auto":
         cfg = cfg.replace(form="imagenet")  # published weights are for the paper's form
 
+    # One process per study folder, or per shard of it: shards of one study may share the folder.
+    name, what = (f".study-shard-{shard[0]}-of-{shard[1]}.lock", f"process running shard {shard[0]}/{shard[1]}") \
+        if shard else (".study.lock", "study")
+    with FolderLock(out, what, name):
+        return _compare_locked(models, study, seed_list, shard, cfg, dataset, data_dir, out, pretrained, input_size,
+                               download, strict, data, report, progress, log, on_row)
+
+
+def _compare_locked(models, study, seed_list, shard, cfg, dataset, data_dir, out, pretrained, input_size, download,
+                    strict, data, report, progress, log, on_row) -> list[dict]:
     store = ResultStore(out)
     # Refuse a changed training protocol before spending time on the data.
     early = {"train": _train_protocol(cfg), "form": cfg.form, "input_size": input_size or "auto",
