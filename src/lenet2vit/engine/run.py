@@ -355,8 +355,9 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
     elif (out / "checkpoint.safetensors").exists():
         raise RunError(f"{out} already holds a run; drop --restart to resume it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    env = environment(device)  # the code and machine the run starts with
     if rank == 0:
-        atomic_write_json(out / "config.json", dict(config, environment=environment(device), world_size=world))
+        atomic_write_json(out / "config.json", dict(config, environment=env, world_size=world))
 
     if (out / "results.json").exists() and resume:
         done = json.loads((out / "results.json").read_text())
@@ -404,7 +405,7 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
         "skipped_files": config["skipped_files"],
         "history": result["history"],
         "other_load_max": max((h.get("other_load") or 0.0 for h in result["history"]), default=0.0),
-        "environment": environment(device),
+        "environment": env,
     }
     res["peak_memory_mb"] = _peak_memory_mb(device)
     if rank == 0:
