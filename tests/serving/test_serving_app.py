@@ -92,7 +92,6 @@ def _decode(data_url: str) -> Image.Image:
 
 
 def test_explanation_maps_from_the_explain_package(client):
-    pytest.importorskip("lenet2vit.explain")
     body = _post(client, _png(), explain="1").json()
     methods = {r["id"]: r["explanation"]["method"] for r in body["results"]}
     assert methods == {"resnet20": "Grad-CAM", "vit_ti_16_cifar": "attention rollout"}
