@@ -138,6 +138,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channels-last", choices=["auto", "on", "off"])
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     g.add_argument("--grad-clip", type=positive_float)
+    g.add_argument("--ema", type=nonneg_float, help="evaluate an exponential moving average of the weights with this "
+                                                    "decay per step, e.g. 0.999 (0: off)")
     g.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="distributed (torchrun): synchronise BatchNorm statistics across processes")
     g.add_argument("--nonfinite", choices=["stop", "skip"], help="on a NaN/inf loss: stop (default) or skip the batch")
@@ -163,6 +165,7 @@ def config_from_args(args):
         flip=args.flip, mean=args.mean, std=args.std, val_fraction=args.val_fraction, limit=args.limit,
         seed=args.seed, device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
         grad_clip=args.grad_clip, nonfinite=args.nonfinite, sync_bn=args.sync_bn, pca_lighting=args.pca_lighting,
+        ema=args.ema,
     )
 
 

@@ -10,7 +10,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 from lenet2vit.data import ImageArrays
-from lenet2vit.engine import RunError, TrainConfig, load_run, train_run
+from lenet2vit.engine import ConfigError, RunError, TrainConfig, load_run, train_run
 from lenet2vit.registry import _unregister, register_model
 
 
@@ -120,3 +120,32 @@ def test_short_epoch_on_real_cifar10_is_well_above_chance(tmp_path, cifar_archiv
                     progress=False, log=lambda s: None)
     assert res["test_top1"] > 0.2  # chance is 0.1
     assert res["test_top5"] > res["test_top1"]
+
+
+def test_ema_weights_are_what_is_validated_kept_and_resumed(tmp_path):
+    cfg = CFG.replace(ema=0.9)
+    full = train_run("tiny_run_net", out=tmp_path / "full", cfg=cfg, data=data(), progress=False, log=lambda s: None)
+    plain = train_run("tiny_run_net", out=tmp_path / "plain", cfg=CFG, data=data(), progress=False, log=lambda s: None)
+    ck = load_file(str(tmp_path / "full" / "checkpoint.safetensors"))
+    ema = {k[len("ema.module."):]: v for k, v in ck.items() if k.startswith("ema.module.")}
+    live = {k[len("model."):]: v for k, v in ck.items() if k.startswith("model.")}
+    assert ema.keys() == live.keys() and any(not torch.equal(ema[k], live[k]) for k in live)
+    if full["best_epoch"] == CFG.epochs:  # best.safetensors holds the average, not the live weights
+        best = load_file(str(tmp_path / "full" / "best.safetensors"))
+        assert all(torch.equal(best[k], ema[k]) for k in ema)
+    assert [h["val_top1"] for h in full["history"]] != [h["val_top1"] for h in plain["history"]] or \
+        [h["val_loss"] for h in full["history"]] != [h["val_loss"] for h in plain["history"]]
+    part = train_run("tiny_run_net", out=tmp_path / "part", cfg=cfg, data=data(), progress=False, log=lambda s: None,
+                     stop_after_epochs=2)
+    assert part["epochs_done"] == 2
+    resumed = train_run("tiny_run_net", out=tmp_path / "part", cfg=cfg, data=data(), progress=False, log=lambda s: None)
+    again = load_file(str(tmp_path / "part" / "checkpoint.safetensors"))
+    for k, v in ck.items():
+        if k.startswith(("ema.", "model.")):
+            assert torch.equal(v, again[k]), k  # the average resumes to the same tensors
+    assert resumed["test_top1"] == full["test_top1"]
+
+
+def test_ema_decay_is_checked():
+    with pytest.raises(ConfigError, match="ema must be a decay in"):
+        TrainConfig(ema=1.5)

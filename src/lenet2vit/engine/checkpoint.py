@@ -156,9 +156,11 @@ def save_checkpoint(
     extra: dict,
     rng_state: torch.Tensor | None = None,
     scaler_state: dict | None = None,
+    ema_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write one resumable checkpoint file atomically."""
     tensors = {f"model.{k}": v for k, v in model_state.items()}
+    tensors.update({f"ema.{k}": v for k, v in (ema_state or {}).items()})
     opt_tensors, opt_meta = _flatten_optimizer(optimizer_state)
     tensors.update(opt_tensors)
     if rng_state is not None:
@@ -187,6 +189,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     out["model"] = model
     out["optimizer"] = _unflatten_optimizer(opt, meta["optimizer"])
     out["rng"] = tensors.get("rng.cpu")
+    out["ema"] = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")} or None
     return out
 
 

@@ -61,6 +61,7 @@ class TrainConfig:
     batch_size: int = 128
     eval_batch_size: int = 512
     grad_clip: float | None = None
+    ema: float = 0.0  # decay per step of an exponential moving average of the weights (0: off); evaluated instead
     aux_weight: float = 0.3  # GoogLeNet's auxiliary losses (paper Sec. 5)
     crop_padding: int = 0
     flip: bool = False
@@ -118,6 +119,8 @@ class TrainConfig:
             raise ConfigError(f"rescale must be >= 1 (a ratio of the input size), got {self.rescale}")
         if self.scale_jitter is not None and not 1 <= self.scale_jitter[0] <= self.scale_jitter[1]:
             raise ConfigError(f"scale_jitter must be two ratios 1 <= lo <= hi, got {self.scale_jitter}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"ema must be a decay in [0, 1) (e.g. 0.999), got {self.ema}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
 

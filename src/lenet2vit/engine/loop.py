@@ -198,6 +198,27 @@ def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:
                     optimizer.state[p][k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
+def build_ema(model: nn.Module, decay: float):
+    """An exponential moving average of ``model``'s weights and buffers (BatchNorm statistics too).
+
+    Its decay warms up as ``min(decay, (1 + n) / (10 + n))`` over the first updates ``n``, so
+    the average does not drag the random initial weights along (timm's ModelEma does the same).
+    """
+    from torch.optim.swa_utils import AveragedModel
+
+    @torch.no_grad()
+    def avg(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        if not torch.is_floating_point(averaged[0]):  # BatchNorm's num_batches_tracked: the current count
+            torch._foreach_copy_(averaged, current)
+            return
+        d = min(decay, (1 + int(n)) / (10 + int(n)))
+        torch._foreach_lerp_(averaged, current, 1 - d)
+
+    ema = AveragedModel(model, multi_avg_fn=avg, use_buffers=True)
+    ema.eval()
+    return ema
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, cfg: TrainConfig, state=None):
     """Per-step LambdaLR; ``state.lr_scale`` (the plateau rule's factor) multiplies it when given."""
     return torch.optim.lr_scheduler.LambdaLR(
@@ -229,6 +250,7 @@ def train_one_epoch(
     progress: bool = True,
     on_bad_loss: Callable[[int, float], str] | None = None,
     compiling: bool = False,
+    ema=None,
 ) -> dict:
     """Train for one pass over ``loader``; returns loss, accuracy, images/s and skipped steps.
 
@@ -280,6 +302,8 @@ def train_one_epoch(
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         if compiling:
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -453,6 +477,7 @@ def fit(
     optimizer = build_optimizer(model, cfg)
     state = FitState(history=[])
     scheduler = build_scheduler(optimizer, len(train_loader), cfg, state)
+    ema = build_ema(model, cfg.ema) if cfg.ema else None
 
     if resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
@@ -464,6 +489,8 @@ def fit(
             scaler.load_state_dict(ck["scaler"])
         if ck["rng"] is not None:
             torch.set_rng_state(ck["rng"])
+        if ema is not None and ck.get("ema"):
+            ema.load_state_dict(ck["ema"])
         for k, v in ck["fit_state"].items():
             setattr(state, k, v)  # the same object the scheduler reads lr_scale from
         if state.epoch < cfg.epochs:
@@ -502,7 +529,7 @@ def fit(
         try:
             stats = train_one_epoch(
                 train_model, train_loader, optimizer, scheduler, cfg, device=device, amp_dtype=amp_dtype,
-                scaler=scaler, epoch=epoch, progress=progress, on_bad_loss=last_good, compiling=compiling,
+                scaler=scaler, epoch=epoch, progress=progress, on_bad_loss=last_good, compiling=compiling, ema=ema,
             )
             compiling = False  # compiled once, in this process's first epoch
         except torch.OutOfMemoryError:
@@ -511,7 +538,7 @@ def fit(
             ) from None
         row = {"epoch": epoch + 1, "lr": lr, **stats}
         if val_loader is not None and len(val_loader) > 0:
-            val = evaluate(model, val_loader, device=device, amp_dtype=amp_dtype)
+            val = evaluate(ema.module if ema is not None else model, val_loader, device=device, amp_dtype=amp_dtype)
             row.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
         row["epoch_seconds"] = time.perf_counter() - t0
         row["other_load"] = load.read()  # CPUs other processes kept busy: > LOADED_CPUS marks a loaded timing
@@ -529,7 +556,8 @@ def fit(
         if improved:
             state.best_val_top1, state.best_epoch = score, epoch + 1
             if main:
-                save_weights(out_dir / "best.safetensors", model.state_dict(), dict(meta, epoch=epoch + 1))
+                weights = (ema.module if ema is not None else model).state_dict()  # the weights validation judged
+                save_weights(out_dir / "best.safetensors", weights, dict(meta, epoch=epoch + 1, ema=cfg.ema or None))
         if main:
             save_checkpoint(
                 ckpt_path,
@@ -538,6 +566,7 @@ def fit(
                 {"scheduler": scheduler.state_dict(), "fit_state": state.__dict__, "config": cfg.to_dict()},
                 rng_state=torch.get_rng_state(),
                 scaler_state=scaler.state_dict() if scaler is not None else None,
+                ema_state=ema.state_dict() if ema is not None else None,
             )
             _write_logs(out_dir, state.history)
         if world > 1:
