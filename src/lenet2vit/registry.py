@@ -205,7 +205,7 @@ def resolve_model_name(name: str, image_size: int | None, form: str = "auto") ->
     base_info = model_info(base) if base in _MODELS else info
     cifar = base_info.cifar_form
     if form == "imagenet":
-        return base, f"{base}: paper form as requested (--form imagenet)"
+        return base, f"{base}: paper form (form imagenet: set by --form or the preset)"
     if form == "cifar":
         if info.is_cifar_form:
             return name, f"{name}: CIFAR form as requested"
