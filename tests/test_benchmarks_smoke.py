@@ -133,7 +133,7 @@ def test_train_speed_refuses_what_it_cannot_use(tiny_archive: Path, tmp_path: Pa
     assert mod.main(["--smoke", "--data", str(tiny_archive), "--model", "resnet_nope"]) == 2
     assert "resnet_nope" in capsys.readouterr().err
     assert mod.main(["--smoke", "--data", str(tmp_path)]) == 2  # a folder, not an archive
-    assert "not a tar archive" in capsys.readouterr().err
+    assert "is not a file; pass --data with cifar10-png.zip" in capsys.readouterr().err
 
 
 def test_loader_speed_says_what_to_do_without_data(tmp_path: Path, capsys) -> None:
