@@ -13,6 +13,8 @@ calls it before loading.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -89,7 +91,8 @@ def published_state_dict(model_name: str, which: str = "imagenet") -> tuple[dict
 
     weights = torchvision.models.get_model_weights(info.reference[1]).DEFAULT
     try:
-        state_dict = weights.get_state_dict(progress=False, check_hash=True)
+        with contextlib.redirect_stderr(io.StringIO()):  # torch.hub's own "Downloading: ..." line (torch < 2.8)
+            state_dict = weights.get_state_dict(progress=False, check_hash=True)
     except OSError as e:  # URLError and friends: no network, or the host refused
         raise WeightsError(
             f"could not download {weights} from {weights.url} ({type(e).__name__}: {e}); you seem to be offline. "
