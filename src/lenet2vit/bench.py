@@ -228,19 +228,11 @@ def figure(label: str, value: float, unit: str, extra: str = "") -> None:
 def machine(device: torch.device) -> dict:
     """What figures were measured on: versions, CPU model, cores and how busy the machine was."""
     import os
-    import platform
-    from pathlib import Path
 
     from lenet2vit.engine.run import environment
 
-    env = environment(device)
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    env.update(cpu=cpu, logical_cpus=os.cpu_count(),
-               load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
+    env = environment(device)  # with the CPU model and count (lenet2vit.runtime.provenance)
+    env.update(load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
     return env
 
 
