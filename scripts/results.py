@@ -176,11 +176,11 @@ def seed_section() -> str:
                      f"{res['train_seconds'] / 60:.0f}" + (" (loaded)" if loaded(res) else ""),
                      f"{res['train_images_per_s']:.0f}"])
         provenance.append(f"- `{m}`: commit {commit(cfg, res)}; {machine(cfg, res)}")
-    command = ((_json(folder / "protocol.json").get("environment") or {}).get("command")
-               if (folder / "protocol.json").exists() else None)
+    commands = sorted({(_json(r / "config.json").get("environment") or {}).get("command") or "?" for r in runs})
     out += [table(["model", "input", "best val top-1 %", "test top-1 %", "the study's test %", "start",
                    "train minutes", "train img/s"], rows), "",
-            f"Command: `{command or '?'}`", "", *provenance, ""]
+            "Command" + ("s" if len(commands) > 1 else "") + ": " + ", ".join(f"`{c}`" for c in commands), "",
+            *provenance, ""]
     return "\n".join(out)
 
 
