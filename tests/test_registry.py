@@ -87,3 +87,24 @@ def test_readme_model_table_is_up_to_date():
     spec.loader.exec_module(mod)
     text = (ROOT / "README.md").read_text()
     assert mod.render(text) == text, "README.md model table is stale: run `python scripts/model_table.py`"
+
+
+@pytest.mark.parametrize("name", list_models(cifar=None))
+def test_every_model_takes_its_default_and_its_smallest_input(name):
+    from lenet2vit.registry import check_input
+
+    info = model_info(name)
+    check_input(name, info.input_size)  # on the meta device: no memory, no compute
+    check_input(name, info.min_input_size)
+
+
+def test_check_input_names_the_sizes_a_model_takes():
+    from lenet2vit.registry import InputSizeError, check_input
+
+    with pytest.raises(InputSizeError, match=r"alexnet cannot take 32px inputs; it takes 63px or more, and its CIFAR "
+                                             r"form alexnet_cifar takes 32px images: pass --input-size 63"):
+        check_input("alexnet", 32)
+    with pytest.raises(InputSizeError, match="lenet5 cannot take 28px inputs; it takes only 32px"):
+        check_input("lenet5", 28)
+    with pytest.raises(InputSizeError, match=r"vit_b_32 cannot take 240px inputs \(input 240x240 is not divisible"):
+        check_input("vit_b_32", 240)
