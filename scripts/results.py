@@ -175,11 +175,15 @@ def seed_section() -> str:
                      f"{SEED_STUDY.get(m, '-')}", "from scratch" if not cfg.get("pretrained") else cfg["pretrained"],
                      f"{res['train_seconds'] / 60:.0f}" + (" (loaded)" if loaded(res) else ""),
                      f"{res['train_images_per_s']:.0f}"])
-        provenance.append(f"- `{m}`: commit {commit(cfg, res)}; {machine(cfg, res)}")
+        provenance.append(f"- `{m}`: {machine(cfg, res)}")
     commands = sorted({(_json(r / "config.json").get("environment") or {}).get("command") or "?" for r in runs})
+    # The code is the commit each study process started with (protocol.json has one environment per start).
+    envs = _json(folder / "protocol.json").get("environments", []) if (folder / "protocol.json").exists() else []
+    commits = sorted({(e.get("git_commit") or "?") + (" (+ local changes)" if e.get("git_dirty") else "") for e in envs})
     out += [table(["model", "input", "best val top-1 %", "test top-1 %", "the study's test %", "start",
                    "train minutes", "train img/s"], rows), "",
-            "Command" + ("s" if len(commands) > 1 else "") + ": " + ", ".join(f"`{c}`" for c in commands), "",
+            "Command" + ("s" if len(commands) > 1 else "") + ": " + ", ".join(f"`{c}`" for c in commands)
+            + (f", run at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}" if commits else ""), "",
             *provenance, ""]
     return "\n".join(out)
 

@@ -13,6 +13,7 @@ per (model, seed). A run folder holds:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -41,6 +42,24 @@ class RunError(ValueError):
     """A run folder that cannot be used as asked; the message says what to do."""
 
 
+@functools.lru_cache(maxsize=1)
+def _git_state() -> dict:
+    """The commit (and whether the tree had local changes) of the code this process runs.
+
+    Read once, at the first call, near the process's start: a later ``git checkout`` does not
+    change what a long study reports for the code it had already imported.
+    """
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=here).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, timeout=5, cwd=here)
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": bool(status.stdout.strip()) if commit else None}
+
+
 def environment(device: torch.device | None = None) -> dict:
     """Library versions, device and git commit, stored with every result."""
     import torchvision
@@ -59,16 +78,7 @@ def environment(device: torch.device | None = None) -> dict:
         env["device"] = str(device)
         if device.type == "cuda":
             env["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        env["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                text=True, timeout=5, cwd=Path(__file__).resolve().parent)
-        env["git_dirty"] = bool(status.stdout.strip()) if env["git_commit"] else None
-    except (OSError, subprocess.SubprocessError):
-        env["git_commit"] = env["git_dirty"] = None
+    env.update(_git_state())
     return env
 
 
