@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 DOC = ROOT / "docs" / "results.md"
 RAW = ("config.json", "results.json", "log.jsonl", "protocol.json")
-LOADED_CPUS = 0.25  # lenet2vit.runtime.LOADED_CPUS, repeated so this script runs without the package
+sys.path.insert(0, str(ROOT / "src"))
+from lenet2vit.engine.config import get_preset  # noqa: E402
+from lenet2vit.engine.run import NOT_PROTOCOL  # noqa: E402
+from lenet2vit.runtime import LOADED_CPUS  # noqa: E402
 
 # The comparison study this project reproduces: ImageNet-pretrained torchvision models, 10 epochs.
 SEED_STUDY = {"alexnet": 70.40, "vgg16": 70.66, "googlenet": 82.46, "resnet18": 79.14}
@@ -80,7 +83,7 @@ def commit(cfg: dict, res: dict) -> str:
 
 def changes(train: dict, preset: dict) -> str:
     """The protocol fields in which ``train`` differs from ``preset`` (speed-only ones left out)."""
-    skip = {"device", "compile", "eval_batch_size", "nonfinite", "seed", "amp", "channels_last"}
+    skip = NOT_PROTOCOL | {"seed", "amp", "channels_last"}  # speed-only settings, and the seed a row names
     diffs = [f"{k} {train.get(k)!r}".replace("'", "") for k in sorted(set(train) | set(preset))
              if k not in skip and k in train and k in preset and train[k] != preset[k]]
     return ", ".join(diffs) or "as the preset"
@@ -111,9 +114,6 @@ def fast_section() -> str:
            ""]
     if not runs:
         return "\n".join(out + ["No run has finished yet.", ""])
-    sys.path.insert(0, str(ROOT / "src"))
-    from lenet2vit.engine.config import get_preset
-
     preset = json.loads(json.dumps(get_preset("fast").to_dict()))
     rows, curves, provenance = [], [], []
     for run in runs:

@@ -211,7 +211,8 @@ def build_ema(model: nn.Module, decay: float):
         if not torch.is_floating_point(averaged[0]):  # BatchNorm's num_batches_tracked: the current count
             torch._foreach_copy_(averaged, current)
             return
-        d = min(decay, (1 + int(n)) / (10 + int(n)))
+        k = int(n)
+        d = min(decay, (1 + k) / (10 + k))
         torch._foreach_lerp_(averaged, current, 1 - d)
 
     ema = AveragedModel(model, multi_avg_fn=avg, use_buffers=True)
@@ -478,6 +479,7 @@ def fit(
     state = FitState(history=[])
     scheduler = build_scheduler(optimizer, len(train_loader), cfg, state)
     ema = build_ema(model, cfg.ema) if cfg.ema else None
+    judged = ema.module if ema is not None else model  # the weights validation, best.safetensors and the test use
 
     if resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
@@ -538,7 +540,7 @@ def fit(
             ) from None
         row = {"epoch": epoch + 1, "lr": lr, **stats}
         if val_loader is not None and len(val_loader) > 0:
-            val = evaluate(ema.module if ema is not None else model, val_loader, device=device, amp_dtype=amp_dtype)
+            val = evaluate(judged, val_loader, device=device, amp_dtype=amp_dtype)
             row.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
         row["epoch_seconds"] = time.perf_counter() - t0
         row["other_load"] = load.read()  # CPUs other processes kept busy: > LOADED_CPUS marks a loaded timing
@@ -556,8 +558,8 @@ def fit(
         if improved:
             state.best_val_top1, state.best_epoch = score, epoch + 1
             if main:
-                weights = (ema.module if ema is not None else model).state_dict()  # the weights validation judged
-                save_weights(out_dir / "best.safetensors", weights, dict(meta, epoch=epoch + 1, ema=cfg.ema or None))
+                save_weights(out_dir / "best.safetensors", judged.state_dict(),
+                             dict(meta, epoch=epoch + 1, ema=cfg.ema or None))
         if main:
             save_checkpoint(
                 ckpt_path,

@@ -29,8 +29,8 @@ from lenet2vit.engine.checkpoint import FolderLock, atomic_write_json, read_meta
 from lenet2vit.engine.config import TrainConfig
 from lenet2vit.engine.loop import amp_name, dist_info, evaluate, fit, resolve_amp, resolve_device, use_channels_last
 from lenet2vit.profile import count_macs, count_params
-from lenet2vit.runtime import provenance
 from lenet2vit.registry import check_input, create_model, model_info, resolve_model_name
+from lenet2vit.runtime import provenance
 from lenet2vit.weights import PUBLISHED, load_weights, published_state_dict, read_state_dict
 
 __all__ = ["train_run", "evaluate_run", "load_run", "RunError", "prepare_data", "make_loader", "environment"]
