@@ -45,6 +45,9 @@ def test_summary_prints_layer_table_with_shapes_params_macs(capsys):
         (["summary", "vit_b_32", "--input-size", "240"], "not divisible by the patch size 32"),
         (["train", "alexnet", "--dataset", "digits", "--form", "imagenet", "--input-size", "32", "--epochs", "1"],
          "alexnet cannot take 32px inputs"),
+        (["train", "vgg11", "--dataset", "digits", "--epochs", "1", "--zero-init-residual"],
+         "applies to residual networks"),
+        (["train", "resnet20", "--dataset", "digits", "--no-flip", "--alternate-flip"], "needs flip=True"),
     ],
 )
 def test_user_errors_are_one_clear_line(capsys, argv, needle):
@@ -82,6 +85,19 @@ def test_train_and_eval_from_the_command_line(tmp_path, capsys):
     other = json.loads(stdout)
     assert code == 0 and other["amp"] == "fp32" and other["tta"] == "flip" and other["n"] == same["n"]
     assert other["loss"] != pytest.approx(same["loss"], abs=1e-6)  # mirrored views change the averaged softmax
+    code, stdout, _ = run(capsys, "eval", str(out), "--no-progress", "--json", "--split", "val", "--tta", "none")
+    val = json.loads(stdout)
+    assert code == 0 and val["split"] == "val" and val["n"] == json.loads((out / "config.json").read_text())["dataset"]["val"]
+
+
+def test_recipe_flags_reach_the_protocol():
+    from lenet2vit.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "resnet18", "--alternate-flip", "--zero-init-residual", "--tta", "translate"])
+    cfg = config_from_args(args)
+    assert cfg.alternate_flip and cfg.zero_init_residual and cfg.tta == "translate"
+    plain = config_from_args(build_parser().parse_args(["train", "resnet18"]))
+    assert not plain.alternate_flip and not plain.zero_init_residual and plain.tta == "flip"
 
 
 @pytest.mark.parametrize("model", ["googlenet", "resnet18"])

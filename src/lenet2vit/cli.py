@@ -122,12 +122,17 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--schedule", choices=["none", "step", "cosine", "onecycle", "plateau"])
     g.add_argument("--milestones", type=lambda t: tuple(positive_int(v) for v in t.split(",")),
                    help="step schedule: epochs (or steps, per the preset) at which lr *= gamma, e.g. 15,23")
-    g.add_argument("--tta", choices=["none", "flip", "10crop"], help="test-time views averaged for the test split")
+    g.add_argument("--tta", choices=["none", "flip", "translate", "10crop"],
+                   help="test-time views averaged for the test split (translate: flip and 1 px shifts)")
     g.add_argument("--warmup-epochs", type=nonneg_float)
     g.add_argument("--label-smoothing", type=nonneg_float)
     g.add_argument("--crop-padding", type=nonneg_int, help="random-crop padding in pixels (0: off)")
     g.add_argument("--pca-lighting", type=nonneg_float, help="AlexNet's PCA colour noise: std of its weights (0: off)")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
+    g.add_argument("--alternate-flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip each image in every other epoch instead of at random")
+    g.add_argument("--zero-init-residual", action=argparse.BooleanOptionalAction, default=None,
+                   help="residual nets: start each block's last BatchNorm at zero")
     g.add_argument("--mean", type=float_list, help="normalisation mean, e.g. 0.5,0.5,0.5")
     g.add_argument("--std", type=float_list, help="normalisation std")
     g.add_argument("--val-fraction", type=nonneg_float, help="share of train held out for validation")
@@ -165,7 +170,7 @@ def config_from_args(args):
         flip=args.flip, mean=args.mean, std=args.std, val_fraction=args.val_fraction, limit=args.limit,
         seed=args.seed, device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
         grad_clip=args.grad_clip, nonfinite=args.nonfinite, sync_bn=args.sync_bn, pca_lighting=args.pca_lighting,
-        ema=args.ema,
+        ema=args.ema, alternate_flip=args.alternate_flip, zero_init_residual=args.zero_init_residual,
     )
 
 
@@ -246,10 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="top-1 / top-5 of a trained run")
     p.add_argument("run", help="run folder written by `lenet2vit train`")
-    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--split", default="test", choices=["train", "val", "test"],
+                   help="val: the run's own held-out validation images (choose recipes on it)")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--device")
-    p.add_argument("--tta", choices=["none", "flip", "10crop"], help="test-time views (default: the run's)")
+    p.add_argument("--tta", choices=["none", "flip", "translate", "10crop"], help="test-time views (default: the run's)")
     p.add_argument("--amp", choices=["auto", "fp32", "bf16", "fp16"], help="evaluation precision (default: the run's)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")

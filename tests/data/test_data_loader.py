@@ -107,6 +107,34 @@ def test_augment_batch_matches_per_image_reference(aug):
         Augment(crop_padding=-1)
 
 
+def test_alternate_flip_mirrors_each_image_in_every_other_epoch():
+    n, size = 40, 6
+    a = identified(n, size)
+    loader = plain(a, batch_size=8, shuffle=True, seed=3, augment=Augment(0, True, alternate_flip=True))
+    flipped = []  # per epoch: which samples (by label) came out mirrored
+    for _ in range(4):
+        seen = torch.zeros(n, dtype=torch.bool)
+        for x, y in loader:
+            orig = a.images[y].float() / 255
+            mirrored = torch.isclose(x, orig.flip(-1)).flatten(1).all(1)
+            assert bool((mirrored | torch.isclose(x, orig).flatten(1).all(1)).all())
+            seen[y] = mirrored
+        flipped.append(seen)
+    assert 0.25 * n < int(flipped[0].sum()) < 0.75 * n  # a random half first ...
+    assert torch.equal(flipped[1], ~flipped[0]) and torch.equal(flipped[2], flipped[0])  # ... then alternating
+    assert torch.equal(flipped[3], ~flipped[0])
+    def fresh():
+        return plain(a, batch_size=8, shuffle=True, seed=3, augment=Augment(0, True, alternate_flip=True))
+
+    straight, resumed = fresh(), fresh()
+    for _ in range(3):
+        batches(straight)
+    resumed.set_epoch(3)  # a resumed run keeps the schedule
+    assert same(batches(resumed), batches(straight))
+    with pytest.raises(DataError, match="needs flip"):
+        Augment(0, False, alternate_flip=True)
+
+
 def test_augmentation_keeps_labels_aligned():
     a = coded(200, classes=5, size=8)
     loader = plain(a, batch_size=32, shuffle=True, augment=Augment(crop_padding=3, flip=True), seed=1)

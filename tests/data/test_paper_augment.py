@@ -70,6 +70,18 @@ def test_ten_crop_returns_ten_views_of_the_input_size():
     assert len(eval_views(x, "flip")) == 2 and eval_views(x, "none")[0] is x
 
 
+def test_translate_views_are_the_image_and_its_mirror_shifted_one_pixel():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6)
+    views = eval_views(x, "translate")
+    assert len(views) == 6 and all(v.shape == x.shape for v in views)
+    assert views[0] is x and torch.equal(views[1], x.flip(-1))
+    down_right, up_left = views[2], views[3]
+    assert torch.equal(down_right[..., 1:, 1:], x[..., :-1, :-1])  # content moved one pixel down and right
+    assert torch.equal(up_left[..., :-1, :-1], x[..., 1:, 1:])
+    assert torch.equal(down_right[..., 0, 1:], x[..., 1, :-1])  # the new border row reflects the image
+    assert torch.equal(views[4], down_right.flip(-1)) and torch.equal(views[5], up_left.flip(-1))
+
+
 def test_evaluate_averages_the_views():
     from lenet2vit.engine.loop import evaluate
 

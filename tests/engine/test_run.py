@@ -149,3 +149,27 @@ def test_ema_weights_are_what_is_validated_kept_and_resumed(tmp_path):
 def test_ema_decay_is_checked():
     with pytest.raises(ConfigError, match="ema must be a decay in"):
         TrainConfig(ema=1.5)
+
+
+def test_eval_on_the_val_split_sees_the_images_validation_saw(tmp_path):
+    from lenet2vit.engine import evaluate_run
+
+    cfg = CFG.replace(epochs=1, val_fraction=0.2)
+    res = train_run("tiny_run_net", out=tmp_path / "r", cfg=cfg, dataset="digits", progress=False, log=lambda s: None)
+    val = evaluate_run(tmp_path / "r", split="val", progress=False, device="cpu")
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert val["split"] == "val" and val["n"] == config["dataset"]["val"] > 0
+    assert val["top1"] == pytest.approx(res["best_val_top1"], abs=1e-9)  # the same images and weights
+    test = evaluate_run(tmp_path / "r", split="test", progress=False, device="cpu", tta="translate")
+    assert test["n"] == config["dataset"]["test"] and test["tta"] == "translate"
+
+
+def test_zero_init_residual_reaches_the_model_and_is_refused_where_there_is_no_branch(tmp_path):
+    big = (synthetic(64, size=32), synthetic(16, size=32, seed=1), synthetic(16, size=32, seed=2))
+    cfg = CFG.replace(epochs=1, zero_init_residual=True)
+    train_run("resnet20", out=tmp_path / "r", cfg=cfg, data=big, progress=False, log=lambda s: None)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["model_kwargs"] == {"zero_init_residual": True} and config["train"]["zero_init_residual"]
+    with pytest.raises(ConfigError, match="applies to residual networks; vgg11_cifar"):
+        train_run("vgg11", out=tmp_path / "v", cfg=cfg, data=big, progress=False, log=lambda s: None)
+    assert not (tmp_path / "v" / "config.json").exists()

@@ -70,6 +70,20 @@ def test_zero_init_residual_makes_blocks_start_as_identity(name):
     assert all(torch.all(m.bn2.weight == 1) for m in default.modules() if isinstance(m, BasicBlock | Bottleneck))
 
 
+def test_paper_cifar_net_zero_init_residual_and_its_plain_twin_refuses_it():
+    from lenet2vit.models.resnet import CifarBasicBlock
+
+    model = create_model("resnet20", zero_init_residual=True).eval()
+    blocks = [m for m in model.modules() if isinstance(m, CifarBasicBlock)]
+    assert len(blocks) == 9 and all(torch.all(b.bn2.weight == 0) for b in blocks)
+    x = torch.randn(2, 16, 8, 8).relu()
+    with torch.no_grad():
+        assert torch.equal(model.layer1[0](x), x)  # relu(0 + x) for x >= 0: the block is the identity
+    assert all(torch.all(b.bn2.weight == 1) for b in create_model("resnet20").modules() if isinstance(b, CifarBasicBlock))
+    with pytest.raises(ValueError, match="plain net has no shortcut"):
+        create_model("plain20", zero_init_residual=True)
+
+
 @pytest.mark.parametrize("name, features", [("resnet18", 512), ("resnet50", 2048)])
 def test_feature_map_sizes_imagenet_and_cifar_forms(name, features):
     with torch.device("meta"):

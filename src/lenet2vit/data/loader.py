@@ -102,6 +102,10 @@ class DeviceLoader:
             self.drop_last = True
         self.paper_augment = paper_augment if paper_augment is not None and paper_augment.enabled else None
         self._std = s.to(self.device)
+        self._flip_base = None
+        if self.augment is not None and self.augment.alternate_flip:  # each image's first-epoch flip, fixed by seed
+            g = torch.Generator().manual_seed(epoch_seed(self.seed, -1))
+            self._flip_base = torch.randint(0, 2, (self.num_samples,), generator=g).bool().to(self.device)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -129,7 +133,11 @@ class DeviceLoader:
                 idx = perm[i * b : (i + 1) * b]
                 x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
             if self.augment is not None:
-                x = augment_batch(x, self.augment, g)
+                flips = None
+                if self._flip_base is not None:
+                    at = idx if perm is not None else torch.arange(i * b, i * b + x.shape[0], device=self.device)
+                    flips = self._flip_base[at] ^ bool(epoch % 2)
+                x = augment_batch(x, self.augment, g, flips)
             if self.world_size > 1:
                 x, y = self._shard(x), self._shard(y)
             yield self._prepare(x, g), y

@@ -18,7 +18,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
-TTA = ("none", "flip", "10crop")
+TTA = ("none", "flip", "translate", "10crop")
 AMP = ("auto", "fp32", "bf16", "fp16")
 FORMS = ("auto", "imagenet", "cifar")
 
@@ -65,10 +65,12 @@ class TrainConfig:
     aux_weight: float = 0.3  # GoogLeNet's auxiliary losses (paper Sec. 5)
     crop_padding: int = 0
     flip: bool = False
+    alternate_flip: bool = False  # flip each image in every other epoch instead of at random (needs flip)
     rescale: float | None = None  # train: upscale by this ratio, then random-crop the input size
     scale_jitter: tuple[float, float] | None = None  # train: per-batch random rescale ratio in this range
     pca_lighting: float = 0.0  # AlexNet's PCA colour noise: std of the eigenvalue weights (0: off)
-    tta: str = "none"  # test-time views averaged: none, flip, 10crop (corners + centre, and flips)
+    tta: str = "none"  # test-time views averaged: none, flip, translate (flip and 1 px shifts), 10crop
+    zero_init_residual: bool = False  # residual nets: each block's last BN starts at zero (Goyal et al. 2017)
     mean: tuple[float, ...] | None = (0.5, 0.5, 0.5)
     std: tuple[float, ...] | None = (0.5, 0.5, 0.5)
     val_fraction: float = 0.1
@@ -121,6 +123,8 @@ class TrainConfig:
             raise ConfigError(f"scale_jitter must be two ratios 1 <= lo <= hi, got {self.scale_jitter}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be a decay in [0, 1) (e.g. 0.999), got {self.ema}")
+        if self.alternate_flip and not self.flip:
+            raise ConfigError("alternate_flip schedules the flips; it needs flip=True (--flip)")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
 

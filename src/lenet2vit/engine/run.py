@@ -26,7 +26,7 @@ import torch.nn as nn
 
 import lenet2vit
 from lenet2vit.engine.checkpoint import FolderLock, atomic_write_json, read_metadata
-from lenet2vit.engine.config import TrainConfig
+from lenet2vit.engine.config import ConfigError, TrainConfig
 from lenet2vit.engine.loop import amp_name, dist_info, evaluate, fit, resolve_amp, resolve_device, use_channels_last
 from lenet2vit.profile import count_macs, count_params
 from lenet2vit.registry import check_input, create_model, model_info, resolve_model_name
@@ -129,7 +129,8 @@ def make_loader(arrays, cfg: TrainConfig, *, train: bool, device, mean, std, cha
             eigvals=tuple(pca["eigvals"]) if pca else None,
             eigvecs=tuple(map(tuple, pca["eigvecs"])) if pca else None,
         )
-    aug = Augment(crop_padding=cfg.crop_padding, flip=cfg.flip) if train and (cfg.crop_padding or cfg.flip) else None
+    aug = (Augment(crop_padding=cfg.crop_padding, flip=cfg.flip, alternate_flip=cfg.alternate_flip)
+           if train and (cfg.crop_padding or cfg.flip) else None)
     return DeviceLoader(
         arrays, cfg.batch_size if train else cfg.eval_batch_size, shuffle=train,
         seed=cfg.seed if seed is None else seed, device=device, mean=mean, std=std, augment=aug,
@@ -156,10 +157,13 @@ def choose_input_size(name: str, data_size: int, requested: int | None) -> tuple
 # ----------------------------------------------------------------------------- model
 
 
-def _model_kwargs(name: str, training: bool) -> dict:
+def _model_kwargs(name: str, cfg: TrainConfig, training: bool) -> dict:
+    kwargs = {}
     if model_info(name).family.lower().startswith("googlenet") and training:
-        return {"aux_logits": True}  # the paper's auxiliary classifiers, weighted 0.3 in the loss
-    return {}
+        kwargs["aux_logits"] = True  # the paper's auxiliary classifiers, weighted 0.3 in the loss
+    if cfg.zero_init_residual:
+        kwargs["zero_init_residual"] = True
+    return kwargs
 
 
 def build_model(name: str, num_classes: int, in_chans: int, model_kwargs: dict) -> nn.Module:
@@ -304,8 +308,14 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
     if rank != 0:
         log = lambda s: None  # noqa: E731  (only rank 0 speaks and writes)
         progress = False
-    kwargs = _model_kwargs(name, training=True)
-    check_input(name, size, train.channels, len(train.classes), **kwargs)  # one clear line, before any training
+    kwargs = _model_kwargs(name, cfg, training=True)
+    try:
+        check_input(name, size, train.channels, len(train.classes), **kwargs)  # one clear line, before any training
+    except (TypeError, ValueError) as e:
+        if "zero_init_residual" not in str(e):
+            raise
+        raise ConfigError(f"--zero-init-residual applies to residual networks; {name} has no residual "
+                          "branch to start at zero (drop the flag)") from None
     torch.manual_seed(cfg.seed)
     net = build_model(name, len(train.classes), train.channels, kwargs)
     if pretrained:
@@ -483,14 +493,20 @@ def evaluate_run(
     ``tta`` and ``amp`` default to the run's own settings; ``amp="fp32"`` checks what a
     lower-precision evaluation costs.
     """
-    from lenet2vit.data import load_split
+    from lenet2vit.data import load_split, load_train_val_test
 
     dev = resolve_device(device)
     model, config = load_run(run_dir, dev)
     ds = config["dataset"]
     dataset = dataset or ds["name"]
     data_dir = data_dir or ds.get("data_dir")
-    arrays = load_split(dataset, data_dir, split)
+    if split == "val":  # the run's own held-out images: the same fraction, subset and seed as in training
+        arrays = load_train_val_test(dataset, data_dir, val_fraction=ds.get("val_fraction", 0.1),
+                                     seed=ds.get("split_seed", SPLIT_SEED), limit=ds.get("limit"))[1]
+        if len(arrays) == 0:
+            raise RunError(f"{run_dir} was trained without a validation split (val_fraction 0); evaluate train or test")
+    else:
+        arrays = load_split(dataset, data_dir, split)
     if list(arrays.classes) != list(config["classes"]):
         raise RunError(
             f"the {dataset} {split} split has classes {arrays.classes[:5]}... but {run_dir} was trained on "

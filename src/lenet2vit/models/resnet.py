@@ -379,13 +379,19 @@ class CifarResNet(nn.Module):
     and 64 filters on 32x32, 16x16 and 8x8 maps (the first conv of stages 2 and 3 has stride
     2), global average pooling and a fully connected layer. ``shortcut=True`` adds an option A
     identity shortcut to every pair of layers (3n shortcuts); ``shortcut=False`` is the plain
-    counterpart. Both have exactly the same parameters.
+    counterpart. Both have exactly the same parameters. ``zero_init_residual`` starts each
+    block's last BN at zero, as :class:`ResNet`'s option (not in the paper).
     """
 
-    def __init__(self, depth: int, num_classes: int = 10, in_chans: int = 3, shortcut: bool = True) -> None:
+    def __init__(
+        self, depth: int, num_classes: int = 10, in_chans: int = 3, shortcut: bool = True,
+        zero_init_residual: bool = False,
+    ) -> None:
         super().__init__()
         if (depth - 2) % 6 != 0 or depth < 8:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, 1202, ...), got {depth}")
+        if zero_init_residual and not shortcut:
+            raise ValueError("zero_init_residual needs residual blocks; a plain net has no shortcut to pass the signal")
         n = (depth - 2) // 6
         self.depth = depth
         self.conv1 = conv3x3(in_chans, CIFAR_WIDTHS[0])
@@ -410,6 +416,10 @@ class CifarResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, CifarBasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and three stages: (B, in_chans, 32, 32) -> (B, 64, 8, 8)."""
