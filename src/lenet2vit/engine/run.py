@@ -85,13 +85,14 @@ def environment(device: torch.device | None = None) -> dict:
 # ----------------------------------------------------------------------------- data
 
 
-def prepare_data(dataset: str, data_dir, cfg: TrainConfig, *, download: bool = False, strict: bool = False):
+def prepare_data(dataset: str, data_dir, cfg: TrainConfig, *, download: bool = False, strict: bool = False,
+                 progress: bool = True):
     """Train / val / test arrays for a protocol (val held out of train with a fixed seed)."""
     from lenet2vit.data import load_train_val_test
 
     return load_train_val_test(
         dataset, data_dir, val_fraction=cfg.val_fraction, seed=SPLIT_SEED, download=download, strict=strict,
-        limit=cfg.limit,
+        limit=cfg.limit, progress=progress,
     )
 
 
@@ -295,7 +296,9 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
     cfg = cfg.replace(form=form)
     if pretrained and cfg.form == "auto":
         cfg = cfg.replace(form="imagenet")  # published weights are for the paper's form
-    train, val, test = data if data is not None else prepare_data(dataset, data_dir, cfg, download=download, strict=strict)
+    if data is None:
+        data = prepare_data(dataset, data_dir, cfg, download=download, strict=strict, progress=progress)
+    train, val, test = data
     cfg, fitted = cfg.fit_to_data(len(train))
     if fitted:
         log(f"protocol: {fitted}")
@@ -502,11 +505,11 @@ def evaluate_run(
     data_dir = data_dir or ds.get("data_dir")
     if split == "val":  # the run's own held-out images: the same fraction, subset and seed as in training
         arrays = load_train_val_test(dataset, data_dir, val_fraction=ds.get("val_fraction", 0.1),
-                                     seed=ds.get("split_seed", SPLIT_SEED), limit=ds.get("limit"))[1]
+                                     seed=ds.get("split_seed", SPLIT_SEED), limit=ds.get("limit"), progress=progress)[1]
         if len(arrays) == 0:
             raise RunError(f"{run_dir} was trained without a validation split (val_fraction 0); evaluate train or test")
     else:
-        arrays = load_split(dataset, data_dir, split)
+        arrays = load_split(dataset, data_dir, split, progress=progress)
     if list(arrays.classes) != list(config["classes"]):
         raise RunError(
             f"the {dataset} {split} split has classes {arrays.classes[:5]}... but {run_dir} was trained on "

@@ -400,7 +400,7 @@ def _compare_locked(models, study, seed_list, shard, cfg, dataset, data_dir, out
 
     if data is None:
         log(f"loading {dataset} data{f' from {data_dir}' if data_dir else ''} (once for the whole study)")
-        data = prepare_data(dataset, data_dir, cfg, download=download, strict=strict)
+        data = prepare_data(dataset, data_dir, cfg, download=download, strict=strict, progress=progress)
     train, val, test = data
     protocol = _protocol(cfg, dataset, data, cfg.form, input_size, bool(pretrained))
     study_doc = {
