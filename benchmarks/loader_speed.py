@@ -85,7 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict:
     from lenet2vit.data import ImageArrays, load_split
     from lenet2vit.engine import TrainConfig
-    from lenet2vit.engine.config import CIFAR_MEAN, CIFAR_STD
+    from lenet2vit.data import CIFAR_MEAN, CIFAR_STD
     from lenet2vit.engine.loop import (amp_name, build_optimizer, build_scheduler, resolve_amp, resolve_device,
                                        train_one_epoch, use_channels_last)
     from lenet2vit.engine.run import make_loader

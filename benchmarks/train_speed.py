@@ -220,7 +220,7 @@ def usual_loaders(folder: Path, batch_size: int, workers: int, device: torch.dev
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from lenet2vit.engine.config import CIFAR_MEAN, CIFAR_STD
+    from lenet2vit.data import CIFAR_MEAN, CIFAR_STD
 
     norm = transforms.Normalize(CIFAR_MEAN, CIFAR_STD)
     train_tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
@@ -289,7 +289,7 @@ def run(args: argparse.Namespace) -> dict:
     from lenet2vit.bench import conv_ceiling
     from lenet2vit.data import load_split
     from lenet2vit.engine import TrainConfig
-    from lenet2vit.engine.config import CIFAR_MEAN, CIFAR_STD
+    from lenet2vit.data import CIFAR_MEAN, CIFAR_STD
     from lenet2vit.engine.loop import (amp_name, build_optimizer, build_scheduler, evaluate, resolve_amp, resolve_device,
                                        train_one_epoch, use_channels_last)
     from lenet2vit.engine.run import make_loader

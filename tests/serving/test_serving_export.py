@@ -112,6 +112,7 @@ def test_onnx_export_matches_pytorch_with_dynamic_batch(tmp_path, name, size, kw
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]] == [3, size, size]
     meta = read_export_config(path)
     assert meta["classes"] == CLASSES and meta["input_size"] == size and meta["mean"] == [0.5] * 3
+    assert meta["stored_size"] == size  # a run saved without a data set stores at its input size
 
 
 @pytest.mark.slow

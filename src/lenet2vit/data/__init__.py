@@ -8,8 +8,20 @@ and augments whole batches with tensor ops: no DataLoader, no workers, no per-im
 
 from lenet2vit.data.archive import safe_extract
 from lenet2vit.data.arrays import DataError, ImageArrays, channel_stats, train_val_split
+from lenet2vit.data.decode import decode_image_bytes
 from lenet2vit.data.augment import Augment, PaperAugment, augment_batch, pca_colour_stats, eval_views
 from lenet2vit.data.loader import DeviceLoader
+from lenet2vit.data.preprocess import (
+    CIFAR_MEAN,
+    CIFAR_STD,
+    IMAGE_EXTENSIONS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocess,
+    fit_square,
+    is_image_name,
+    match_channels,
+)
 from lenet2vit.data.sources import CIFAR10_CLASSES, DATASETS, load_split, load_train_val_test
 
 __all__ = [
@@ -28,4 +40,14 @@ __all__ = [
     "pca_colour_stats",
     "eval_views",
     "safe_extract",
+    "Preprocess",
+    "fit_square",
+    "match_channels",
+    "is_image_name",
+    "IMAGE_EXTENSIONS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "decode_image_bytes",
 ]

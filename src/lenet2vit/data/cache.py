@@ -16,7 +16,7 @@ from safetensors.torch import save_file as st_save_file
 
 from lenet2vit.data.arrays import ImageArrays
 
-FORMAT_VERSION = 1  # bump when decoding changes, so old cache files are not used
+FORMAT_VERSION = 2  # bump when decoding changes, so old cache files are not used (2: EXIF rotation, torchvision sizes)
 
 
 def resolve_cache_dir(cache_dir: str | Path | None) -> Path:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from lenet2vit.data.arrays import DataError
+from lenet2vit.data.preprocess import fit_square
 
 try:  # fast native decoders; deprecated in torchvision 0.29, so PIL is the fallback
     from torchvision.io import ImageReadMode
@@ -24,16 +24,8 @@ try:  # fast native decoders; deprecated in torchvision 0.29, so PIL is the fall
 except ImportError:  # pragma: no cover - depends on the installed torchvision
     _tv_decode_image = None
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"}
-)
 DEFAULT_IMAGE_SIZE = 224  # used when the images of a folder do not all share one square size
 _CHUNK = 512
-
-
-def is_image_name(name: str) -> bool:
-    """Whether a file name has one of the image extensions a folder source reads."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -59,6 +51,7 @@ def _from_16bit(x: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 def _pil_decode(data: bytes) -> torch.Tensor:
     with Image.open(io.BytesIO(data)) as im:
+        im = ImageOps.exif_transpose(im)  # phone photos: apply the stored rotation
         if im.mode.startswith("I;16") or im.mode == "I":
             # PIL's convert("RGB") clips 16-bit values at 255 instead of scaling them
             gray = _from_16bit(np.clip(np.asarray(im, dtype=np.int64), 0, 65535))
@@ -71,14 +64,18 @@ def decode_image_bytes(data: bytes) -> torch.Tensor:
     """Decode one encoded image into a uint8 (3, H, W) RGB tensor.
 
     Grayscale, RGBA (alpha dropped), palette, CMYK and 16-bit images all come out as 8-bit
-    RGB; an animated image gives its first frame. Tries torchvision's native decoder first and
-    falls back to PIL; raises ValueError when neither can read the data.
+    RGB; an animated image gives its first frame; an EXIF orientation (phone photos) is
+    applied. Tries torchvision's native decoder first and falls back to PIL; raises ValueError
+    when neither can read the data. Every path (data sets, predict, explain, serve) decodes
+    with this function.
     """
     if not data:
         raise ValueError("empty file")
     if _tv_decode_image is not None:
         try:
-            x = _tv_decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+            with _quiet_torchvision():
+                x = _tv_decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB,
+                                     apply_exif_orientation=True)
         except Exception:
             x = None
         if x is not None:
@@ -92,32 +89,6 @@ def decode_image_bytes(data: bytes) -> torch.Tensor:
         return _pil_decode(data)
     except Exception as e:  # PIL raises many types for bad data
         raise ValueError(f"not a readable image ({type(e).__name__}: {e})") from None
-
-
-def fit_square(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize so the shorter side is `size` (antialiased bilinear), then center-crop to size x size.
-
-    Works on a uint8 (C, H, W) or (N, C, H, W) tensor and returns uint8; an image that is
-    already size x size is returned as it is.
-    """
-    h, w = x.shape[-2:]
-    if h == w == size:
-        return x
-    if h <= w:
-        nh, nw = size, max(size, round(w * size / h))
-    else:
-        nh, nw = max(size, round(h * size / w)), size
-    if (nh, nw) != (h, w):
-        batch = x if x.ndim == 4 else x.unsqueeze(0)
-        if nh < h or nw < w:
-            # uint8 bilinear resampling is native on CPU; downscaling needs the antialias filter
-            out = F.interpolate(batch, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-        else:
-            out = F.interpolate(batch.float(), size=(nh, nw), mode="bilinear", align_corners=False)
-            out = out.round_().clamp_(0, 255).to(torch.uint8)
-        x = out if x.ndim == 4 else out[0]
-    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-    return x[..., top : top + size, left : left + size].contiguous()
 
 
 class _SizeMismatch(Exception):

@@ -7,10 +7,10 @@ import math
 from collections.abc import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from lenet2vit.data.arrays import DataError, ImageArrays
 from lenet2vit.data.augment import Augment, PaperAugment, augment_batch, paper_augment_batch
+from lenet2vit.data.preprocess import normalisation, to_input
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -86,9 +86,7 @@ class DeviceLoader:
         s = torch.tensor(_per_channel(std, c, "std"))
         if bool((s <= 0).any()):
             raise DataError(f"std must be positive, got {s.tolist()}; pass the per-channel standard deviation")
-        # (x / 255 - mean) / std == x * scale - shift
-        self._scale = (1.0 / (255.0 * s)).view(1, c, 1, 1).to(self.device)
-        self._shift = (m / s).view(1, c, 1, 1).to(self.device)
+        self._scale, self._shift = (t.to(self.device) for t in normalisation(m.tolist(), s.tolist()))
         # Distributed training: `batch_size` is the global batch; every rank draws the same
         # permutation and augmentation and keeps its contiguous share of each batch, so N ranks
         # see exactly the batches one process would. Shuffled (training) passes drop the last
@@ -147,10 +145,7 @@ class DeviceLoader:
         return t[self.rank * n : (self.rank + 1) * n]
 
     def _prepare(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
-        x = x.to(torch.float32).mul_(self._scale).sub_(self._shift)  # a fresh tensor: in place is safe
-        if self.image_size is not None:
-            size = (self.image_size, self.image_size)
-            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        x = to_input(x, self._scale, self._shift, self.image_size)  # the one preprocessing (data/preprocess.py)
         if self.paper_augment is not None and g is not None:
             x = paper_augment_batch(x, self.paper_augment, self._std, g)
         if self.dtype != torch.float32:

@@ -26,7 +26,8 @@ from lenet2vit.data.arrays import (
     train_val_split,
 )
 from lenet2vit.data.cache import cache_file, load_cached, resolve_cache_dir, save_cached
-from lenet2vit.data.decode import Entry, decode_entries, fit_square, is_image_name
+from lenet2vit.data.decode import Entry, decode_entries
+from lenet2vit.data.preprocess import fit_square, is_image_name
 
 DATASETS = ("cifar10", "folder", "digits")
 SPLITS = ("train", "test")

@@ -9,12 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, fields, replace
 
-__all__ = ["TrainConfig", "MIN_STEPS_PER_EPOCH", "MAX_WARMUP_FRACTION", "PRESETS", "get_preset", "ConfigError", "CIFAR_MEAN", "CIFAR_STD", "IMAGENET_MEAN", "IMAGENET_STD"]
-
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["TrainConfig", "MIN_STEPS_PER_EPOCH", "MAX_WARMUP_FRACTION", "PRESETS", "get_preset", "ConfigError"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")

@@ -3,8 +3,9 @@
 A *target* is a run folder (loaded with :func:`lenet2vit.engine.run.load_run`, so it knows its
 classes, input size and normalisation) or a registered model name (random weights; enough
 for filter and feature-map demonstrations). Images come as uint8 tensors ``(N, C, H, W)``
-from files (PIL, resized and centre-cropped) or from a data set split (``test:16``);
-:func:`prepare` turns them into each model's normalised input and :func:`denormalize` back.
+from files or from a data set split (``test:16``); :func:`prepare` turns them into each
+model's normalised input with the run's own preprocessing (:class:`lenet2vit.data.Preprocess`,
+the one eval and predict use) and :func:`denormalize` back.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from lenet2vit.data import IMAGENET_MEAN, IMAGENET_STD, Preprocess, decode_image_bytes, fit_square, match_channels
 from lenet2vit.explain.methods import ExplainError
 
 __all__ = [
@@ -28,13 +29,8 @@ __all__ = [
     "denormalize",
     "parse_split_spec",
     "split_images",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
+    "stored_size",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as PIL's convert("L")
 
 
 @dataclass
@@ -91,74 +87,53 @@ def load_target(spec: str | Path, device: str | torch.device = "cpu") -> Target:
     return Target(f"{info.name} (random weights)", model, config, False)
 
 
-def _fit_square(img, size: int):
-    from PIL import Image, ImageOps
-
-    return ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC, centering=(0.5, 0.5))
+def stored_size(config: dict) -> int:
+    """The square side a run's data set stores its images at (its input size for a bare model)."""
+    pre = Preprocess.from_config(config)
+    return pre.stored_size or pre.input_size
 
 
 def load_image_files(paths: Sequence[str | Path], size: int, in_chans: int = 3) -> torch.Tensor:
     """Read image files into a uint8 tensor ``(N, in_chans, size, size)``.
 
-    Each image is converted to RGB (``in_chans=3``) or grey (``in_chans=1``), its shorter side
-    resized to ``size`` and the centre cropped square.
+    Each file is decoded as the data sets decode theirs (EXIF rotation applied), its channels
+    matched (grey repeated, colour to luma), its shorter side resized to ``size`` and the
+    centre cropped square: for ``size`` = a run's :func:`stored_size`, exactly what its data
+    set would hold for the file.
     """
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
     if in_chans not in (1, 3):
         raise ExplainError(f"images can be read as 1 or 3 channels, the model wants {in_chans}")
     out = []
     for p in paths:
         try:
-            with Image.open(p) as img:
-                img = _fit_square(img.convert("RGB" if in_chans == 3 else "L"), size)
-                arr = np.asarray(img, dtype=np.uint8)
+            data = Path(p).read_bytes()
         except FileNotFoundError:
             raise ExplainError(f"{p}: no such image file") from None
-        except (UnidentifiedImageError, OSError) as e:
-            raise ExplainError(f"{p}: not a readable image ({e}); pass a JPEG or PNG file") from None
-        t = torch.from_numpy(arr.copy())
-        out.append(t.permute(2, 0, 1) if t.ndim == 3 else t[None])
+        except OSError as e:
+            raise ExplainError(f"{p}: cannot read ({e.strerror or e})") from None
+        try:
+            x = decode_image_bytes(data)
+        except ValueError as e:
+            raise ExplainError(f"{p}: {e}; pass a JPEG or PNG file") from None
+        out.append(fit_square(match_channels(x, in_chans), size))
     if not out:
         raise ExplainError("no image files given; pass --image FILE [FILE ...] or --images test:N")
     return torch.stack(out)
 
 
-def _match_channels(x: torch.Tensor, in_chans: int) -> torch.Tensor:
-    c = x.shape[1]
-    if c == in_chans:
-        return x
-    if c == 1:
-        return x.expand(-1, in_chans, -1, -1)
-    if c == 3 and in_chans == 1:
-        w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x * w).sum(1, keepdim=True)
-    raise ExplainError(f"images have {c} channels but the model takes {in_chans}")
-
-
 def prepare(images: torch.Tensor, config: dict) -> torch.Tensor:
     """uint8 images ``(N, C, H, W)`` -> the run's normalised input ``(N, in_chans, S, S)``.
 
-    Channels are matched (grey repeated, colour to luma), non-square images centre-cropped,
-    the result resized to the run's input size (bilinear, antialiased) and normalised with the
-    run's mean and std.
+    The run's own preprocessing (:class:`lenet2vit.data.Preprocess`): channels matched,
+    fitted to the square its data set stores, scaled, normalised with the run's mean and std
+    and resized to its input size, as eval's loader does.
     """
     if images.ndim == 3:
         images = images[None]
-    x = images.float() / 255.0
-    x = _match_channels(x, int(config["in_chans"]))
-    h, w = x.shape[-2:]
-    if h != w:
-        s = min(h, w)
-        top, left = (h - s) // 2, (w - s) // 2
-        x = x[..., top:top + s, left:left + s]
-    size = int(config["input_size"])
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-    mean = torch.tensor(config["mean"], dtype=x.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(config["std"], dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - mean) / std
+    try:
+        return Preprocess.from_config(config)(images)
+    except ValueError as e:  # a channel count neither repeated nor reduced
+        raise ExplainError(str(e)) from None
 
 
 def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

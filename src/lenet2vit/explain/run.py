@@ -30,7 +30,15 @@ from lenet2vit.explain.figures import (
     plot_side_by_side,
     save_figure,
 )
-from lenet2vit.explain.inputs import Target, denormalize, load_image_files, load_target, prepare, split_images
+from lenet2vit.explain.inputs import (
+    Target,
+    denormalize,
+    load_image_files,
+    load_target,
+    prepare,
+    split_images,
+    stored_size,
+)
 from lenet2vit.explain.methods import (
     MAP_METHODS,
     METHODS,
@@ -162,7 +170,7 @@ def collect_images(
     if image_files and split:
         raise ExplainError("pass either --image FILE ... or --images SPLIT:N, not both")
     if image_files:
-        size = max(t.input_size for t in targets)
+        size = max(stored_size(t.config) for t in targets)  # one model: exactly its data set's view
         chans = 3 if any(t.in_chans == 3 for t in targets) else 1
         imgs = load_image_files(image_files, size, chans)
         tags = [_tag(Path(p).stem) for p in image_files]

@@ -97,17 +97,18 @@ class ServedModel:
         }
 
 
-def _overlay_png(crop: Image.Image, heat: torch.Tensor) -> str:
-    """The explanation map in colour over the network's input, as a PNG data URL."""
+def _overlay_png(crop: torch.Tensor, heat: torch.Tensor) -> str:
+    """The explanation map in colour over the network's view of the image (uint8 ``(C, S, S)``), as a PNG data URL."""
     from matplotlib import colormaps
 
     h = heat.detach().float().cpu()
     h = torch.nan_to_num(h - h.min())
     h = h / h.max() if h.max() > 0 else h
+    crop = Image.fromarray(np.ascontiguousarray(crop.expand(3, -1, -1).permute(1, 2, 0).numpy()))  # grey: shown grey
     side = max(crop.width, DISPLAY_SIZE)
     heat_img = Image.fromarray(np.uint8(h.numpy() * 255)).resize((side, side), Image.Resampling.BILINEAR)
     colour = colormaps["jet"](np.asarray(heat_img) / 255.0)[..., :3]  # (side, side, 3) in [0, 1]
-    base = np.asarray(crop.convert("RGB").resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    base = np.asarray(crop.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32) / 255
     blend = np.uint8(np.clip(0.55 * base + 0.45 * colour, 0, 1) * 255)
     buf = io.BytesIO()
     Image.fromarray(blend).save(buf, format="PNG")
@@ -116,13 +117,14 @@ def _overlay_png(crop: Image.Image, heat: torch.Tensor) -> str:
 
 def predict_upload(
     served: Sequence[ServedModel],
-    image: Image.Image,
+    image: torch.Tensor,
     *,
     k: int = 5,
     explain: bool = False,
     explainer: Explainer | None = explain_map,
 ) -> list[dict]:
-    """Top-``k`` of each served model for one decoded image, with its explanation map if asked.
+    """Top-``k`` of each served model for one decoded image (uint8 ``(3, H, W)``, as :func:`open_image`
+    gives), with its explanation map if asked.
 
     Each result is ``{"id", "model", "top": [...], "explanation": {"method", "target",
     "image"} | None}``; an explanation that fails leaves ``explanation`` None and puts the
@@ -286,6 +288,6 @@ def create_app(
         except ServingError as e:
             return error(e.status, f"{filename}: {str(e).removeprefix('upload: ')}")
         results = await run_in_threadpool(predict_upload, chosen, image, k=k, explain=explain, explainer=explainer)
-        return {"filename": filename, "width": image.width, "height": image.height, "results": results}
+        return {"filename": filename, "width": int(image.shape[-1]), "height": int(image.shape[-2]), "results": results}
 
     return app

@@ -81,7 +81,20 @@ def _quiet():
 
 
 def _config_subset(config: dict) -> dict:
-    return {k: config[k] for k in CONFIG_KEYS if k in config}
+    """What a consumer of the file needs to feed it: the run's preprocessing and classes.
+
+    ``stored_size`` is the square the run's data set stored images at before the loader
+    resized them to ``input_size`` (see :class:`lenet2vit.data.Preprocess`).
+    """
+    from lenet2vit.data import Preprocess
+
+    out = {k: config[k] for k in CONFIG_KEYS if k in config}
+    try:
+        pre = Preprocess.from_config(config)
+        out["stored_size"] = pre.stored_size or pre.input_size
+    except KeyError:
+        pass
+    return out
 
 
 def _export_onnx(model: nn.Module, x: torch.Tensor, path: Path, exporter: str, opset: int | None, config: dict) -> tuple[str, int]:

@@ -1,11 +1,11 @@
 """Predict with a trained run: image files in, top-k classes with probabilities out.
 
-Every run folder stores its own preprocessing (input size, mean/std, channel count) and class
-names, so a prediction needs nothing but the run. :class:`Preprocess` turns a PIL image into
-the network's input exactly the way evaluation sees it: convert to RGB (or L for 1-channel
-models), resize the shorter side to the input size, center-crop a square, scale to [0, 1] and
-normalise. :class:`Predictor` holds a loaded model with its preprocessing; :func:`predict_files`
-walks files and folders, predicts every readable image and reports unreadable ones per file.
+Every run folder stores its own preprocessing (stored and input size, mean/std, channel count)
+and class names, so a prediction needs nothing but the run. The image file is decoded and
+turned into the network's input by the same code as the run's data set
+(:class:`lenet2vit.data.Preprocess`), so predict sees what eval sees. :class:`Predictor` holds a
+loaded model with its preprocessing; :func:`predict_files` walks files and folders, predicts
+every readable image and reports unreadable ones per file.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
-import torchvision.transforms.v2.functional as TF
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from lenet2vit.data import IMAGE_EXTENSIONS, Preprocess, decode_image_bytes
 from lenet2vit.engine.run import RunError, load_run
 
 __all__ = [
@@ -37,9 +37,6 @@ __all__ = [
     "format_predictions",
     "save_run",
 ]
-
-# Files a folder walk picks up (what PIL decodes; case-insensitive).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 
 # Decoders PIL may use: the common raster formats only (PIL's EPS plugin, for one, runs
 # Ghostscript, which a server must never do on an uploaded file).
@@ -61,88 +58,46 @@ class ServingError(RunError):
         self.status = status
 
 
-# ----------------------------------------------------------------------------- preprocessing
+# ----------------------------------------------------------------------------- images
 
 
-@dataclass(frozen=True)
-class Preprocess:
-    """The input pipeline of one run, as data: ``PIL image -> (C, S, S)`` float tensor.
+def open_image(source: str | os.PathLike | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:
+    """Decode an image file (or its bytes) into a uint8 ``(3, H, W)`` RGB tensor, upright.
 
-    ``input_size`` S is the square side the network sees, ``mean``/``std`` the per-channel
-    normalisation after scaling to [0, 1] and ``in_chans`` picks the colour mode (1: L,
-    3: RGB). Built from a run's config with :meth:`from_config`.
-    """
-
-    input_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    in_chans: int = 3
-
-    @classmethod
-    def from_config(cls, config: dict) -> "Preprocess":
-        """The preprocessing stored with a run (``load_run(...)[1]``)."""
-        try:
-            return cls(int(config["input_size"]), tuple(config["mean"]), tuple(config["std"]), int(config["in_chans"]))
-        except KeyError as e:
-            raise ServingError(f"run config has no {e.args[0]!r}; it was not written by `lenet2vit train`") from None
-
-    @property
-    def mode(self) -> str:
-        """PIL colour mode the image is converted to."""
-        return "L" if self.in_chans == 1 else "RGB"
-
-    def crop(self, image: Image.Image) -> Image.Image:
-        """Convert, resize the shorter side to ``input_size`` and center-crop: what the network sees, unnormalised."""
-        img = image.convert(self.mode)
-        s = self.input_size
-        w, h = img.size
-        # Sizes and offsets rounded as torchvision's Resize(s) + CenterCrop(s), the usual eval transform.
-        nw, nh = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
-        if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), Image.Resampling.BILINEAR)
-        left, top = int(round((nw - s) / 2.0)), int(round((nh - s) / 2.0))
-        return img.crop((left, top, left + s, top + s))
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        x = TF.to_dtype(TF.pil_to_tensor(self.crop(image)), torch.float32, scale=True)  # (C, S, S) in [0, 1]
-        if x.shape[0] != self.in_chans:  # runs with neither 1 nor 3 channels: grey repeated
-            x = x.mean(0, keepdim=True).expand(self.in_chans, -1, -1)
-        return TF.normalize(x, list(self.mean), list(self.std))
-
-
-def open_image(source: str | os.PathLike | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """Open and fully decode an image file (or its bytes); raise :class:`ServingError` if it is not one.
-
-    The decoded size is checked against ``max_pixels`` before decoding, so a tiny file that
-    expands to an enormous image is refused instead of exhausting memory.
+    The file's header is read first: only the common raster formats are accepted and the
+    image's size is checked against ``max_pixels`` before anything is decoded, so a tiny file
+    that expands to an enormous image is refused instead of exhausting memory. The pixels then
+    come from the data sets' own decoder (EXIF rotation applied), so predict and serve see
+    what eval sees. Anything wrong raises :class:`ServingError`.
     """
     name = "upload" if isinstance(source, (bytes, bytearray)) else str(source)
     if isinstance(source, (bytes, bytearray)) and not source:
         raise ServingError("empty file; send a JPEG, PNG, BMP, GIF, WebP or TIFF image")
     try:
-        fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
+        data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
     except OSError as e:
         raise ServingError(f"{name}: cannot read ({e.strerror or e})") from None
-    with fp:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img = Image.open(fp, formats=IMAGE_FORMATS)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:  # the header only
                 if img.width * img.height > max_pixels:
                     raise ServingError(
                         f"{name}: image is {img.width}x{img.height} pixels, more than the {max_pixels:,} accepted; "
                         "downscale it first", status=413,
                     )
-                img.load()
-                img = ImageOps.exif_transpose(img)  # phone photos: apply the stored rotation
-        except ServingError:
-            raise
-        except (UnidentifiedImageError, Image.DecompressionBombError) as e:
-            raise ServingError(f"{name}: not an image PIL can read ({type(e).__name__}); "
-                               "use JPEG, PNG, BMP, GIF, WebP or TIFF", status=415) from None
-        except (OSError, ValueError, SyntaxError, EOFError) as e:  # truncated or corrupt data
-            raise ServingError(f"{name}: image data is damaged ({e})") from None
-    return img
+                img.load()  # a truncated or corrupt file fails here, whatever the decoder below forgives
+    except ServingError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise ServingError(f"{name}: not an image PIL can read ({type(e).__name__}); "
+                           "use JPEG, PNG, BMP, GIF, WebP or TIFF", status=415) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # truncated or corrupt data
+        raise ServingError(f"{name}: image data is damaged ({e})") from None
+    try:
+        return decode_image_bytes(data)
+    except ValueError as e:
+        raise ServingError(f"{name}: image data is damaged ({e})") from None
 
 
 def find_images(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, str | None]]:
@@ -202,7 +157,11 @@ class Predictor:
         model, config = load_run(run, device=dev)
         path = Path(run)
         label = name or (path.name if path.is_dir() else path.parent.name) or config["model"]
-        return cls(model.eval(), Preprocess.from_config(config), list(config["classes"]), label, config, dev)
+        try:
+            pre = Preprocess.from_config(config)
+        except KeyError as e:
+            raise ServingError(f"run config has no {e.args[0]!r}; it was not written by `lenet2vit train`") from None
+        return cls(model.eval(), pre, list(config["classes"]), label, config, dev)
 
     @property
     def arch(self) -> str:
@@ -226,8 +185,8 @@ class Predictor:
             for vs, ix in zip(values, indices)
         ]
 
-    def predict_images(self, images: Sequence[Image.Image], k: int = 5) -> list[list[dict]]:
-        """Top-``k`` for each PIL image (see :meth:`topk`)."""
+    def predict_images(self, images: Sequence[torch.Tensor | Image.Image], k: int = 5) -> list[list[dict]]:
+        """Top-``k`` for each image: a uint8 ``(C, H, W)`` tensor (:func:`open_image`) or a PIL image."""
         if not images:
             return []
         batch = torch.stack([self.preprocess(im) for im in images])
