@@ -133,3 +133,26 @@ def test_lenet5_on_a_folder_of_mixed_size_photos_trains_at_its_only_size(tmp_pat
     assert "top-5" not in out and json.loads((tmp_path / "run" / "results.json").read_text())["test_top5"] is None
     code, out, _ = run(capsys, "eval", str(tmp_path / "run"), "--no-progress")
     assert code == 0 and "top-1" in out and "top-5" not in out
+
+
+def test_every_error_class_of_the_library_is_a_user_error():
+    """The CLI turns exactly UserError into one line; an error class outside it would show a traceback."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import lenet2vit
+    from lenet2vit.errors import UserError
+
+    found = {}
+    for info in pkgutil.walk_packages(lenet2vit.__path__, "lenet2vit."):
+        if info.name.endswith(("serving.app", "__main__")):
+            continue  # needs the optional web stack; its errors are ServingError
+        mod = importlib.import_module(info.name)
+        for name, obj in vars(mod).items():
+            if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == mod.__name__ \
+                    and not name.startswith("_"):
+                found[f"{mod.__name__}.{name}"] = obj
+    assert len(found) >= 12, sorted(found)
+    outside = sorted(n for n, c in found.items() if not issubclass(c, UserError))
+    assert not outside, f"not UserError: {outside}"

@@ -13,29 +13,9 @@ import os
 import sys
 import warnings
 
+from lenet2vit.errors import UserError
+
 __all__ = ["main", "build_parser"]
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from lenet2vit.engine import CheckpointError, ConfigError, RunError, TrainingError
-    from lenet2vit.engine.checkpoint import FolderBusyError
-    from lenet2vit.registry import InputSizeError, UnknownModelError
-    from lenet2vit.weights import WeightsError
-
-    errs: list[type[BaseException]] = [UnknownModelError, InputSizeError, ConfigError, RunError, TrainingError, WeightsError,
-                                       CheckpointError, FolderBusyError]
-    try:
-        from lenet2vit.data import DataError
-
-        errs.append(DataError)
-    except ImportError:
-        pass
-    for mod, name in (("lenet2vit.experiment", "CompareError"), ("lenet2vit.explain", "ExplainError")):
-        try:
-            errs.append(getattr(__import__(mod, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errs)
 
 
 # ----------------------------------------------------------------------------- argument types
@@ -296,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     try:
         return args.func(args) or 0
-    except _user_errors() as e:
+    except UserError as e:  # every user error: one line that says what to do
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,6 +19,8 @@ from typing import Callable
 
 import torch.nn as nn
 
+from lenet2vit.errors import UserError
+
 __all__ = [
     "ModelInfo",
     "UnknownModelError",
@@ -64,11 +66,11 @@ class ModelInfo:
     builder: Callable[..., nn.Module] | None = field(default=None, repr=False, compare=False)
 
 
-class InputSizeError(ValueError):
+class InputSizeError(UserError, ValueError):
     """A model that cannot take inputs of the size asked; the message names the sizes it takes."""
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(UserError, KeyError):
     """Raised for a model name that is not registered; the message suggests close names."""
 
     def __str__(self) -> str:  # KeyError quotes its argument; we want a plain sentence

@@ -21,12 +21,14 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from lenet2vit.errors import UserError
+
 __all__ = ["load_weights", "read_state_dict", "published_state_dict", "WeightsError", "PUBLISHED"]
 
 SOURCES = ("auto", "lenet2vit", "torchvision", "timm")
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A weights file that cannot be used with this model; the message says why and what to do."""
 
 

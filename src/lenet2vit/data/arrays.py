@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lenet2vit.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A problem with the data or the data arguments a user gave; the message says what to do."""
 
 

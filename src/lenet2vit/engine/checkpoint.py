@@ -19,6 +19,8 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
+from lenet2vit.errors import UserError
+
 __all__ = [
     "atomic_write",
     "atomic_write_text",
@@ -33,7 +35,7 @@ __all__ = [
 ]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint could not be written or read; the message says what to do."""
 
 
@@ -196,7 +198,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 # ----------------------------------------------------------------------------- one process per folder
 
 
-class FolderBusyError(RuntimeError):
+class FolderBusyError(UserError, RuntimeError):
     """Another live process owns a run or study folder; the message names its PID."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, fields, replace
 
+from lenet2vit.errors import UserError
+
 __all__ = ["TrainConfig", "MIN_STEPS_PER_EPOCH", "MAX_WARMUP_FRACTION", "PRESETS", "get_preset", "ConfigError"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -24,7 +26,7 @@ MIN_STEPS_PER_EPOCH = 16
 MAX_WARMUP_FRACTION = 0.3
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid training setting; the message names the field and the allowed values."""
 
 

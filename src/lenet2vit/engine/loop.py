@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from lenet2vit.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, save_weights
 from lenet2vit.engine.config import MAX_WARMUP_FRACTION, TrainConfig
+from lenet2vit.errors import UserError
 from lenet2vit.runtime import LoadMeter
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on (non-finite loss, out of memory); the message says what to do."""
 
 

@@ -28,6 +28,7 @@ import lenet2vit
 from lenet2vit.engine.checkpoint import FolderLock, atomic_write_json, read_metadata
 from lenet2vit.engine.config import ConfigError, TrainConfig
 from lenet2vit.engine.loop import amp_name, dist_info, evaluate, fit, resolve_amp, resolve_device, use_channels_last
+from lenet2vit.errors import UserError
 from lenet2vit.profile import count_macs, count_params
 from lenet2vit.registry import check_input, create_model, model_info, resolve_model_name
 from lenet2vit.runtime import provenance
@@ -38,7 +39,7 @@ __all__ = ["train_run", "evaluate_run", "load_run", "RunError", "prepare_data", 
 SPLIT_SEED = 0  # the train/val split is the same for every model and training seed
 
 
-class RunError(ValueError):
+class RunError(UserError, ValueError):
     """A run folder that cannot be used as asked; the message says what to do."""
 
 

@@ -30,6 +30,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from lenet2vit.engine.checkpoint import atomic_write_json, atomic_write_text
+from lenet2vit.errors import UserError
 
 __all__ = [
     "CompareError",
@@ -65,7 +66,7 @@ METRICS = [
 CONSTANTS = ["variant", "params", "macs", "input_size", "epochs"]
 
 
-class CompareError(ValueError):
+class CompareError(UserError, ValueError):
     """A study that cannot run or be reported as asked; the message says what to do."""
 
 

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lenet2vit.errors import UserError
+
 __all__ = [
     "METHODS",
     "MAP_METHODS",
@@ -48,7 +50,7 @@ METHODS = ("auto", "occlusion", "gradcam", "feature-maps", "filters", "attention
 MAP_METHODS = ("auto", "occlusion", "gradcam", "rollout")
 
 
-class ExplainError(ValueError):
+class ExplainError(UserError, ValueError):
     """An explanation that cannot be made as asked; the message says what to do instead."""
 
 
