@@ -110,7 +110,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
     from lenet2vit.bench import bench_model, conv_ceiling
-    from lenet2vit.engine.loop import resolve_device
+    from lenet2vit.runtime import resolve_device
     from lenet2vit.registry import model_info
 
     names = select_models(args.models, args.max_params)
@@ -182,12 +182,12 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
-    from lenet2vit.engine.loop import TrainingError
+    from lenet2vit.errors import UserError
 
     args = parse_args(argv)
     try:
         result = run(args)
-    except (BenchError, TrainingError) as e:
+    except (BenchError, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.out:

@@ -99,7 +99,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from lenet2vit.engine.loop import amp_name, resolve_amp, resolve_device, use_channels_last
+    from lenet2vit.runtime import amp_name, resolve_amp, resolve_device, use_channels_last
 
     if args.threads:
         torch.set_num_threads(args.threads)

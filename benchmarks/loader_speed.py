@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> dict:
     from lenet2vit.data import ImageArrays, load_split
     from lenet2vit.engine import TrainConfig
     from lenet2vit.data import CIFAR_MEAN, CIFAR_STD
-    from lenet2vit.engine.loop import (amp_name, build_optimizer, build_scheduler, resolve_amp, resolve_device,
-                                       train_one_epoch, use_channels_last)
+    from lenet2vit.engine.loop import build_optimizer, build_scheduler, train_one_epoch
+    from lenet2vit.runtime import amp_name, resolve_amp, resolve_device, use_channels_last
     from lenet2vit.engine.run import make_loader
     from lenet2vit.registry import create_model, model_info
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lenet2vit.engine.loop import resolve_device, use_channels_last
+from lenet2vit.runtime import resolve_device, use_channels_last
 from lenet2vit.profile import count_macs, count_params
 from lenet2vit.registry import check_input, create_model, model_info
 
@@ -85,9 +85,9 @@ class _Timer:
 
 def _peak_mb(device: torch.device) -> float:
     """CUDA max allocated; on CPU the RSS high-water mark since the model's run began."""
-    from lenet2vit.engine.run import _peak_memory_mb
+    from lenet2vit.runtime import peak_memory_mb
 
-    return _peak_memory_mb(device)
+    return peak_memory_mb(device)
 
 
 def conv_ceiling(device: str | torch.device = "auto", precision: str = "fp32", channels_last: bool = True,
@@ -180,7 +180,7 @@ def bench_model(
             out = model(x[:2])
         n_out = (out[0] if isinstance(out, tuple) else out).shape[-1]
     y = torch.randint(0, max(n_out, 1), (batch_size,), device=dev)
-    from lenet2vit.engine.run import reset_peak_memory
+    from lenet2vit.runtime import reset_peak_memory
 
     reset_peak_memory(dev)
     run = torch.compile(model) if compile else model
@@ -229,7 +229,7 @@ def machine(device: torch.device) -> dict:
     """What figures were measured on: versions, CPU model, cores and how busy the machine was."""
     import os
 
-    from lenet2vit.engine.run import environment
+    from lenet2vit.runtime import environment
 
     env = environment(device)  # with the CPU model and count (lenet2vit.runtime.provenance)
     env.update(load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
@@ -272,16 +272,14 @@ def script_main(run, args, *user_errors: type[BaseException]) -> int:
 
     The figures are written atomically to ``args.out`` as JSON when it is set.
     """
-    from lenet2vit.data import DataError
-    from lenet2vit.engine.checkpoint import atomic_write_json
-    from lenet2vit.engine.loop import TrainingError
-    from lenet2vit.registry import UnknownModelError
-
     import sys
+
+    from lenet2vit.engine.checkpoint import atomic_write_json
+    from lenet2vit.errors import UserError
 
     try:
         result = run(args)
-    except (DataError, TrainingError, UnknownModelError, *user_errors) as e:
+    except (UserError, *user_errors) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.out:

@@ -230,7 +230,7 @@ def test_compile_time_is_reported_apart_from_training_time():
 
 
 def test_compile_is_on_by_default_only_on_cuda():
-    from lenet2vit.engine.loop import resolve_compile
+    from lenet2vit.runtime import resolve_compile
 
     assert resolve_compile(None, torch.device("cpu")) is False
     assert resolve_compile(True, torch.device("cpu")) is True

@@ -9,7 +9,6 @@ the global RNG used by dropout is stored in the checkpoint).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -17,7 +16,6 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -29,14 +27,9 @@ from tqdm.auto import tqdm
 from lenet2vit.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, save_weights
 from lenet2vit.engine.config import MAX_WARMUP_FRACTION, TrainConfig
 from lenet2vit.errors import UserError
-from lenet2vit.runtime import LoadMeter
+from lenet2vit.runtime import LoadMeter, autocast, dist_info, resolve_amp, resolve_compile
 
 __all__ = [
-    "resolve_device",
-    "resolve_amp",
-    "amp_name",
-    "resolve_compile",
-    "use_channels_last",
     "build_optimizer",
     "build_scheduler",
     "train_one_epoch",
@@ -54,92 +47,10 @@ class TrainingError(UserError, RuntimeError):
 # ----------------------------------------------------------------------------- distributed
 
 
-def dist_info() -> tuple[int, int]:
-    """(rank, world_size) of this process; (0, 1) outside ``torchrun``."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def is_main_process() -> bool:
-    return dist_info()[0] == 0
-
-
 def _all_reduce_sum(*tensors: torch.Tensor) -> None:
     if dist_info()[1] > 1:
         for t in tensors:
             torch.distributed.all_reduce(t)
-
-
-# ----------------------------------------------------------------------------- device & precision
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; a named device that is absent is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} asked for but CUDA is not available; use --device cpu or auto")
-    return dev
-
-
-@lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``amp`` on ``device`` (``None`` means plain fp32)."""
-    if amp == "fp32":
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        return torch.float16
-    # auto
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_has_fast_bf16():
-        return torch.bfloat16
-    return None
-
-
-def amp_name(dtype: torch.dtype | None) -> str:
-    """The ``amp`` name of an autocast dtype from :func:`resolve_amp`: fp32, bf16 or fp16."""
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-
-
-def use_channels_last(setting: str, model: nn.Module) -> bool:
-    """channels_last pays for CNNs (several spatial convs), not for transformers."""
-    if setting != "auto":
-        return setting == "on"
-    spatial = sum(1 for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
-    return spatial >= 2 and not any("Attention" in type(m).__name__ for m in model.modules())
-
-
-def resolve_compile(setting: bool | None, device: torch.device) -> bool:
-    """Whether to ``torch.compile``: the setting, or for ``None`` CUDA with triton installed."""
-    if setting is not None:
-        return bool(setting)
-    import importlib.util
-
-    return device.type == "cuda" and importlib.util.find_spec("triton") is not None
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- optimizer & schedule
@@ -273,7 +184,7 @@ def train_one_epoch(
         torch.cuda.synchronize()
     t0 = last = time.perf_counter()
     for step, (x, y) in enumerate(loader):
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             logits, aux = _split_output(model(x))
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             if aux:
@@ -376,14 +287,14 @@ def evaluate(
     t0 = time.perf_counter()
     for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress, unit="batch"):
         if tta == "none":
-            with _autocast(device, amp_dtype):
+            with autocast(device, amp_dtype):
                 logits = model(x).float()
         else:  # log of the mean probability over the views: a proper log-probability
             fmt = torch.channels_last if not x.is_contiguous() else torch.contiguous_format
             views = eval_views(x, tta)
             probs_sum = 0
             for v in views:
-                with _autocast(device, amp_dtype):
+                with autocast(device, amp_dtype):
                     probs_sum = probs_sum + model(v.contiguous(memory_format=fmt)).float().softmax(1)
             logits = (probs_sum / len(views)).clamp_min(1e-12).log()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()

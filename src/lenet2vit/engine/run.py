@@ -13,74 +13,40 @@ per (model, seed). A run folder holds:
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
-import platform
-import subprocess
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn as nn
 
-import lenet2vit
 from lenet2vit.engine.checkpoint import FolderLock, atomic_write_json, read_metadata
 from lenet2vit.engine.config import ConfigError, TrainConfig
-from lenet2vit.engine.loop import amp_name, dist_info, evaluate, fit, resolve_amp, resolve_device, use_channels_last
+from lenet2vit.engine.loop import evaluate, fit
 from lenet2vit.errors import UserError
 from lenet2vit.profile import count_macs, count_params
 from lenet2vit.registry import check_input, create_model, model_info, resolve_model_name
-from lenet2vit.runtime import provenance
+from lenet2vit.runtime import (
+    amp_name,
+    dist_info,
+    environment,
+    init_distributed,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_amp,
+    resolve_device,
+    use_channels_last,
+)
 from lenet2vit.weights import PUBLISHED, load_weights, published_state_dict, read_state_dict
 
-__all__ = ["train_run", "evaluate_run", "load_run", "RunError", "prepare_data", "make_loader", "environment"]
+__all__ = ["train_run", "evaluate_run", "load_run", "RunError", "prepare_data", "make_loader"]
 
 SPLIT_SEED = 0  # the train/val split is the same for every model and training seed
 
 
 class RunError(UserError, ValueError):
     """A run folder that cannot be used as asked; the message says what to do."""
-
-
-@functools.lru_cache(maxsize=1)
-def _git_state() -> dict:
-    """The commit (and whether the tree had local changes) of the code this process runs.
-
-    Read once, at the first call, near the process's start: a later ``git checkout`` does not
-    change what a long study reports for the code it had already imported.
-    """
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=here).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                text=True, timeout=5, cwd=here)
-    except (OSError, subprocess.SubprocessError):
-        return {"git_commit": None, "git_dirty": None}
-    return {"git_commit": commit, "git_dirty": bool(status.stdout.strip()) if commit else None}
-
-
-def environment(device: torch.device | None = None) -> dict:
-    """Library versions, device and git commit, stored with every result."""
-    import torchvision
-
-    env = {
-        **provenance(),
-        "lenet2vit": lenet2vit.__version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-    }
-    if device is not None:
-        env["device"] = str(device)
-        if device.type == "cuda":
-            env["gpu"] = torch.cuda.get_device_name(device)
-    env.update(_git_state())
-    return env
 
 
 # ----------------------------------------------------------------------------- data
@@ -95,27 +61,6 @@ def prepare_data(dataset: str, data_dir, cfg: TrainConfig, *, download: bool = F
         dataset, data_dir, val_fraction=cfg.val_fraction, seed=SPLIT_SEED, download=download, strict=strict,
         limit=cfg.limit, progress=progress,
     )
-
-
-def init_distributed(cfg: TrainConfig) -> torch.device | None:
-    """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1); return this rank's device.
-
-    NCCL on GPUs (one GPU per process, by LOCAL_RANK), gloo on CPUs.
-    """
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    import torch.distributed as dist
-
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    base = resolve_device(cfg.device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if base.type == "cuda" else "gloo")
-    if base.type == "cuda":
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return base
 
 
 def make_loader(arrays, cfg: TrainConfig, *, train: bool, device, mean, std, channels_last: bool,
@@ -307,7 +252,7 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
     log(f"model: {reason}")
     size, why = choose_input_size(name, train.image_size, input_size)
     log(f"input: {why}" + (f", resized from {train.image_size}px on the fly" if size != train.image_size else ""))
-    device = init_distributed(cfg) or resolve_device(cfg.device)
+    device = init_distributed(cfg.device) or resolve_device(cfg.device)
     rank, world = dist_info()
     if rank != 0:
         log = lambda s: None  # noqa: E731  (only rank 0 speaks and writes)
@@ -431,7 +376,7 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
         "other_load_max": max((h.get("other_load") or 0.0 for h in result["history"]), default=0.0),
         "environment": env,
     }
-    res["peak_memory_mb"] = _peak_memory_mb(device)
+    res["peak_memory_mb"] = peak_memory_mb(device)
     if rank == 0:
         atomic_write_json(out / "results.json", res)
         if world == 1:  # each rank saw only its share of the test split
@@ -448,36 +393,6 @@ def _save_predictions(out: Path, test_res: dict) -> None:
         "predictions": test_res["predictions"], "targets": test_res["targets"],
         "probabilities": test_res["probabilities"].to(torch.float16),
     })
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak-memory measurement (CUDA allocator, or the process's RSS high-water mark)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:  # Linux: writing 5 resets VmHWM to the current RSS
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    """CUDA max allocated on GPU; peak resident set size (VmHWM) of this process on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    except (ImportError, OSError):
-        return float("nan")
 
 
 def evaluate_run(

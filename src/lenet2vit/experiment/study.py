@@ -21,8 +21,7 @@ import torch
 
 from lenet2vit.engine.checkpoint import FolderLock, save_weights
 from lenet2vit.engine.config import PRESETS, TrainConfig, get_preset
-from lenet2vit.engine.loop import resolve_device
-from lenet2vit.engine.run import SPLIT_SEED, environment, prepare_data, train_run
+from lenet2vit.engine.run import SPLIT_SEED, prepare_data, train_run
 from lenet2vit.experiment.store import (
     STD_NOTE,
     CompareError,
@@ -33,6 +32,7 @@ from lenet2vit.experiment.store import (
     write_protocol,
 )
 from lenet2vit.registry import CIFAR_SUFFIX, model_info
+from lenet2vit.runtime import environment, resolve_device
 from lenet2vit.weights import PUBLISHED
 
 __all__ = ["Study", "STUDIES", "compare", "resolve_study", "parse_shard", "parse_seeds", "jobs_for", "find_pretrained"]

@@ -19,7 +19,7 @@ EXAMPLES = """examples:
 
 
 def cmd_explain(args) -> int:
-    from lenet2vit.engine.loop import resolve_device
+    from lenet2vit.runtime import resolve_device
     from lenet2vit.explain.run import explain_run
 
     written = explain_run(

@@ -148,7 +148,7 @@ class Predictor:
     @classmethod
     def from_run(cls, run: str | os.PathLike, device: str | torch.device = "cpu", name: str | None = None) -> "Predictor":
         """Load a run folder (or its ``best.safetensors``) for prediction on ``device``."""
-        from lenet2vit.engine.loop import resolve_device
+        from lenet2vit.runtime import resolve_device
 
         try:
             dev = resolve_device(str(device))
