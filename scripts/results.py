@@ -24,7 +24,7 @@ DOC = ROOT / "docs" / "results.md"
 RAW = ("config.json", "results.json", "log.jsonl", "protocol.json")
 sys.path.insert(0, str(ROOT / "src"))
 from lenet2vit.engine.config import get_preset  # noqa: E402
-from lenet2vit.engine.run import NOT_PROTOCOL  # noqa: E402
+from lenet2vit.engine.run_folder import NOT_PROTOCOL  # noqa: E402
 from lenet2vit.runtime import LOADED_CPUS  # noqa: E402
 
 # The comparison study this project reproduces: ImageNet-pretrained torchvision models, 10 epochs.

@@ -9,7 +9,8 @@ import pytest
 
 from lenet2vit.experiment import CompareError, jobs_for
 from lenet2vit.experiment.study import find_pretrained, parse_seeds, parse_shard, resolve_study
-from lenet2vit.experiment.store import ROW_FIELDS, ResultStore, aggregate, diff_protocols, markdown_table
+from lenet2vit.engine.run_folder import diff_protocols
+from lenet2vit.experiment.store import ROW_FIELDS, ResultStore, aggregate, markdown_table
 
 
 def _row(model, seed, top1, secs, **kw):

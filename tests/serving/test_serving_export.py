@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import lenet2vit.cli
 from lenet2vit import create_model, list_models
 from lenet2vit.cli import main
-from lenet2vit.engine.run import load_run
+from lenet2vit.engine.run_folder import load_run
 from lenet2vit.serving import ServingError, export_run, read_export_config, save_run
 from lenet2vit.serving.export import check_export
 

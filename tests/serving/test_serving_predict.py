@@ -14,7 +14,7 @@ from PIL import Image
 from lenet2vit import create_model
 import lenet2vit.cli
 from lenet2vit.cli import main
-from lenet2vit.engine.run import load_run
+from lenet2vit.engine.run_folder import load_run
 from lenet2vit.serving import Predictor, Preprocess, ServingError, find_images, open_image, predict_files, save_run
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer"]

@@ -1,13 +1,8 @@
 """A training run: data + model + protocol -> a self-describing run folder.
 
 This is what ``lenet2vit train`` and ``lenet2vit eval`` call, and what ``compare`` calls once
-per (model, seed). A run folder holds:
-
-    config.json            model name and kwargs, classes, input size, mean/std, protocol, versions
-    checkpoint.safetensors resumable state after the last finished epoch
-    best.safetensors       weights of the best validation epoch (metadata: the same config)
-    log.jsonl, log.csv     one row per epoch
-    results.json           test-split figures, written once at the end
+per (model, seed). What the folder holds, and how it is read back, is
+:mod:`lenet2vit.engine.run_folder`.
 """
 
 from __future__ import annotations
@@ -21,12 +16,12 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from lenet2vit.engine.checkpoint import FolderLock, atomic_write_json, read_metadata
+from lenet2vit.engine.checkpoint import FolderLock, atomic_write_json
+from lenet2vit.engine.run_folder import CONFIG, MODEL_KEYS, RunError, build_model, diff_protocols, load_run
 from lenet2vit.engine.config import ConfigError, TrainConfig
 from lenet2vit.engine.loop import evaluate, fit
-from lenet2vit.errors import UserError
 from lenet2vit.profile import count_macs, count_params
-from lenet2vit.registry import check_input, create_model, model_info, resolve_model_name
+from lenet2vit.registry import check_input, model_info, resolve_model_name
 from lenet2vit.runtime import (
     amp_name,
     dist_info,
@@ -40,13 +35,9 @@ from lenet2vit.runtime import (
 )
 from lenet2vit.weights import PUBLISHED, load_weights, published_state_dict, read_state_dict
 
-__all__ = ["train_run", "evaluate_run", "load_run", "RunError", "prepare_data", "make_loader"]
+__all__ = ["train_run", "evaluate_run", "prepare_data", "make_loader"]
 
 SPLIT_SEED = 0  # the train/val split is the same for every model and training seed
-
-
-class RunError(UserError, ValueError):
-    """A run folder that cannot be used as asked; the message says what to do."""
 
 
 # ----------------------------------------------------------------------------- data
@@ -113,10 +104,6 @@ def _model_kwargs(name: str, cfg: TrainConfig, training: bool) -> dict:
     return kwargs
 
 
-def build_model(name: str, num_classes: int, in_chans: int, model_kwargs: dict) -> nn.Module:
-    return create_model(name, num_classes=num_classes, in_chans=in_chans, **model_kwargs)
-
-
 def _init_from(model: nn.Module, name: str, source, log) -> list[str]:
     """Initialise from another trained run (the VGG paper's trick), copying shared layers."""
     sd = read_state_dict(source)
@@ -133,62 +120,15 @@ def _init_from(model: nn.Module, name: str, source, log) -> list[str]:
     return copied
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu", weights: str = "best") -> tuple[nn.Module, dict]:
-    """Rebuild a trained model from its run folder (or a ``best.safetensors`` file).
-
-    Returns ``(model, config)`` where ``config`` holds classes, input size and mean/std, so a
-    run is all a user needs to predict, explain or export.
-    """
-    path = Path(run_dir)
-    if path.is_dir():
-        cfg_path = path / "config.json"
-        if not cfg_path.exists():
-            raise RunError(f"{run_dir}: not a run folder (no config.json); pass the --out folder of `lenet2vit train`")
-        config = json.loads(cfg_path.read_text())
-        wfile = path / f"{weights}.safetensors"
-        if not wfile.exists():
-            raise RunError(f"{run_dir}: has no {wfile.name} yet; train it first (or resume with `lenet2vit train`)")
-    elif path.is_file() and path.suffix == ".safetensors":
-        wfile, config = path, read_metadata(path)
-        if "model" not in config:
-            raise RunError(f"{run_dir}: weights file carries no lenet2vit config; pass its run folder instead")
-    else:
-        raise RunError(f"{run_dir}: no such run folder or .safetensors file")
-    model = build_model(config["model"], config["num_classes"], config["in_chans"], config.get("model_kwargs", {}))
-    load_weights(model, wfile, source="lenet2vit")
-    return model.to(device).eval(), config
-
-
 # ----------------------------------------------------------------------------- train / evaluate
 
 
-# Settings that change how fast a run goes, not what it computes: a run may resume with others.
-NOT_PROTOCOL = {"device", "compile", "eval_batch_size", "nonfinite"}
-
-
 def _check_protocol(out: Path, new: dict) -> None:
-    path = out / "config.json"
+    path = out / CONFIG
     if not path.exists():
         return
-    old = json.loads(path.read_text())
-    new = json.loads(json.dumps(new))  # tuples -> lists, as stored
-    defaults = json.loads(json.dumps(TrainConfig().to_dict()))
-    for cfg in (old.get("train", {}), new.get("train", {})):
-        for k in NOT_PROTOCOL:
-            cfg.pop(k, None)
-        for k, v in defaults.items():  # a setting added since the run began counts at its default
-            if k not in NOT_PROTOCOL:
-                cfg.setdefault(k, v)
-    keys = ("model", "model_kwargs", "num_classes", "in_chans", "input_size", "dataset", "train")
-    diffs = []
-    for k in keys:
-        if old.get(k) != new.get(k):
-            if isinstance(old.get(k), dict) and isinstance(new.get(k), dict):
-                for kk in sorted(set(old[k]) | set(new[k])):
-                    if old[k].get(kk) != new[k].get(kk):
-                        diffs.append(f"{k}.{kk}: {old[k].get(kk)!r} -> {new[k].get(kk)!r}")
-            else:
-                diffs.append(f"{k}: {old.get(k)!r} -> {new.get(k)!r}")
+    diffs = diff_protocols(json.loads(path.read_text()), new,
+                           keys=("model", "model_kwargs", "num_classes", "in_chans", "input_size", "dataset", "train"))
     if diffs:
         raise RunError(
             f"{out} already holds a run with another protocol ({'; '.join(diffs[:4])}). "
@@ -337,7 +277,7 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
     loader = lambda arr, tr: make_loader(arr, cfg, train=tr, device=device, mean=mean, std=std,  # noqa: E731
                                          channels_last=channels_last, input_size=size, pca=pca)
     train_loader, val_loader = loader(train, True), (loader(val, False) if len(val) else None)
-    meta = {k: config[k] for k in ("model", "model_kwargs", "num_classes", "in_chans", "input_size", "mean", "std", "classes")}
+    meta = {k: config[k] for k in MODEL_KEYS}
     reset_peak_memory(device)
     result = fit(net, train_loader, val_loader, cfg, out, device=device, metadata=meta, resume=resume,
                  progress=progress, log=log, stop_after_epochs=stop_after_epochs)

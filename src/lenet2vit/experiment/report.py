@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from lenet2vit.engine.run_folder import diff_protocols
 from lenet2vit.experiment import plots
 from lenet2vit.experiment.store import (
     ROW_FIELDS,
@@ -27,7 +28,6 @@ from lenet2vit.experiment.store import (
     TABLE_COLUMNS,
     CompareError,
     ResultStore,
-    diff_protocols,
     fmt_count,
     read_protocol,
     relative_to,

@@ -25,7 +25,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -38,8 +38,6 @@ __all__ = [
     "ROW_FIELDS",
     "METRICS",
     "aggregate",
-    "diff_protocols",
-    "with_train_defaults",
     "read_protocol",
     "write_protocol",
     "markdown_table",
@@ -71,48 +69,6 @@ class CompareError(UserError, ValueError):
 
 
 # ----------------------------------------------------------------------------- protocol
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def diff_protocols(old: dict, new: dict, keys: Iterable[str] | None = None) -> list[str]:
-    """Lines ``"train.epochs: 10 -> 2"`` for every field that differs between two protocols.
-
-    Nested dicts are compared field by field; lists and tuples compare equal when their items
-    do. ``keys`` limits the comparison to flattened keys starting with one of those prefixes.
-    """
-    a, b = _flatten(with_train_defaults(old)), _flatten(with_train_defaults(new))
-    out = []
-    for k in sorted(set(a) | set(b)):
-        if keys is not None and not any(k == p or k.startswith(p + ".") for p in keys):
-            continue
-        if a.get(k) != b.get(k):
-            out.append(f"{k}: {a.get(k)!r} -> {b.get(k)!r}")
-    return out
-
-
-def with_train_defaults(protocol: dict) -> dict:
-    """A copy of ``protocol`` whose ``train`` section also names settings added to
-    :class:`TrainConfig` after it was written, at their defaults (so a newer version of the
-    library can still resume and merge older studies)."""
-    from lenet2vit.engine.config import TrainConfig
-
-    out = json.loads(json.dumps(protocol))
-    train = out.get("train")
-    if isinstance(train, dict):
-        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
-        for k, v in defaults.items():
-            train.setdefault(k, v)
-    return out
 
 
 def read_protocol(out: str | Path) -> dict | None:

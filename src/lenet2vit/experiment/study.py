@@ -22,11 +22,11 @@ import torch
 from lenet2vit.engine.checkpoint import FolderLock, save_weights
 from lenet2vit.engine.config import PRESETS, TrainConfig, get_preset
 from lenet2vit.engine.run import SPLIT_SEED, prepare_data, train_run
+from lenet2vit.engine.run_folder import NOT_PROTOCOL, diff_protocols
 from lenet2vit.experiment.store import (
     STD_NOTE,
     CompareError,
     ResultStore,
-    diff_protocols,
     read_protocol,
     relative_to,
     write_protocol,
@@ -82,7 +82,8 @@ STUDIES: dict[str, Study] = {
 }
 
 # Training-config fields that do not change what is learned: left out of the compared protocol.
-NOT_PROTOCOL = ("seed", "device", "compile", "eval_batch_size")
+# A study runs many seeds under one protocol; the speed-only settings do not count either.
+STUDY_NOT_PROTOCOL = NOT_PROTOCOL | {"seed"}
 SAMPLES_PER_KIND = 8  # right and wrong test predictions kept per run for the report
 
 
@@ -196,7 +197,7 @@ def data_fingerprint(data) -> str:
 
 
 def _train_protocol(cfg: TrainConfig) -> dict:
-    return {k: v for k, v in cfg.to_dict().items() if k not in NOT_PROTOCOL}
+    return {k: v for k, v in cfg.to_dict().items() if k not in STUDY_NOT_PROTOCOL}
 
 
 def _protocol(cfg: TrainConfig, dataset: str, data, form: str, input_size: int | None, pretrained: bool) -> dict:

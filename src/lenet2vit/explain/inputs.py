@@ -18,7 +18,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from lenet2vit.data import IMAGENET_MEAN, IMAGENET_STD, Preprocess, decode_image_bytes, fit_square, match_channels
+from lenet2vit.data import IMAGENET_MEAN, IMAGENET_STD, decode_image_bytes, fit_square, match_channels
+from lenet2vit.engine.run_folder import load_run, run_preprocess
 from lenet2vit.explain.methods import ExplainError
 
 __all__ = [
@@ -61,7 +62,6 @@ def load_target(spec: str | Path, device: str | torch.device = "cpu") -> Target:
     A model name gets the model's default input size, ImageNet mean/std (0.5 for grey models)
     and classes named ``class 0`` ... so the same figures can be drawn before any training.
     """
-    from lenet2vit.engine.run import load_run
     from lenet2vit.registry import UnknownModelError, create_model, model_info
 
     path = Path(spec)
@@ -89,7 +89,7 @@ def load_target(spec: str | Path, device: str | torch.device = "cpu") -> Target:
 
 def stored_size(config: dict) -> int:
     """The square side a run's data set stores its images at (its input size for a bare model)."""
-    pre = Preprocess.from_config(config)
+    pre = run_preprocess(config)
     return pre.stored_size or pre.input_size
 
 
@@ -131,7 +131,7 @@ def prepare(images: torch.Tensor, config: dict) -> torch.Tensor:
     if images.ndim == 3:
         images = images[None]
     try:
-        return Preprocess.from_config(config)(images)
+        return run_preprocess(config)(images)
     except ValueError as e:  # a channel count neither repeated nor reduced
         raise ExplainError(str(e)) from None
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from lenet2vit.engine.checkpoint import atomic_write
-from lenet2vit.engine.run import load_run
+from lenet2vit.engine.run_folder import RunError, load_run, run_preprocess
 from lenet2vit.serving.predict import ServingError
 
 __all__ = ["FORMATS", "EXPORTERS", "ExportResult", "export_model", "export_run", "check_export", "read_export_config"]
@@ -86,13 +86,11 @@ def _config_subset(config: dict) -> dict:
     ``stored_size`` is the square the run's data set stored images at before the loader
     resized them to ``input_size`` (see :class:`lenet2vit.data.Preprocess`).
     """
-    from lenet2vit.data import Preprocess
-
     out = {k: config[k] for k in CONFIG_KEYS if k in config}
     try:
-        pre = Preprocess.from_config(config)
+        pre = run_preprocess(config)
         out["stored_size"] = pre.stored_size or pre.input_size
-    except KeyError:
+    except RunError:
         pass
     return out
 

@@ -22,7 +22,7 @@ import torch.nn as nn
 from PIL import Image, UnidentifiedImageError
 
 from lenet2vit.data import IMAGE_EXTENSIONS, Preprocess, decode_image_bytes
-from lenet2vit.engine.run import RunError, load_run
+from lenet2vit.engine.run_folder import RunError, load_run, run_preprocess, save_run
 
 __all__ = [
     "ServingError",
@@ -157,11 +157,7 @@ class Predictor:
         model, config = load_run(run, device=dev)
         path = Path(run)
         label = name or (path.name if path.is_dir() else path.parent.name) or config["model"]
-        try:
-            pre = Preprocess.from_config(config)
-        except KeyError as e:
-            raise ServingError(f"run config has no {e.args[0]!r}; it was not written by `lenet2vit train`") from None
-        return cls(model.eval(), pre, list(config["classes"]), label, config, dev)
+        return cls(model.eval(), run_preprocess(config), list(config["classes"]), label, config, dev)
 
     @property
     def arch(self) -> str:
@@ -191,43 +187,6 @@ class Predictor:
             return []
         batch = torch.stack([self.preprocess(im) for im in images])
         return self.topk(self.probabilities(batch), k)
-
-
-def save_run(
-    model: nn.Module,
-    out: str | os.PathLike,
-    *,
-    classes: Sequence[str],
-    input_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    model_kwargs: dict | None = None,
-) -> Path:
-    """Write a run folder (``config.json`` + ``best.safetensors``) for a registered model trained elsewhere.
-
-    ``model`` must come from :func:`lenet2vit.create_model` (its ``model_name`` names the
-    architecture; ``model_kwargs`` are the extra arguments it was built with). The folder then
-    works with ``predict``, ``export`` and ``serve`` like one written by ``lenet2vit train``.
-    """
-    from lenet2vit.engine.checkpoint import atomic_write_json, save_weights
-    from lenet2vit.registry import model_info
-
-    name = getattr(model, "model_name", None)
-    if name is None:
-        raise ServingError("model has no model_name; build it with lenet2vit.create_model(name, ...)")
-    in_chans = len(mean)
-    if len(std) != in_chans:
-        raise ServingError(f"mean has {in_chans} values but std {len(std)}; give one per input channel")
-    config = {
-        "model": name, "model_kwargs": dict(model_kwargs or {}), "family": model_info(name).family,
-        "num_classes": len(classes), "in_chans": in_chans, "input_size": int(input_size),
-        "mean": [float(m) for m in mean], "std": [float(v) for v in std], "classes": list(classes),
-    }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", config)
-    save_weights(out / "best.safetensors", model.state_dict(), metadata=config)
-    return out
 
 
 # ----------------------------------------------------------------------------- files
