@@ -63,6 +63,12 @@ class ModelInfo:
     min_input_size: int = 32  # smallest square input the built model accepts
     max_input_size: int | None = None  # largest (LeNet-5: 32, its only size); None: no limit
     description: str = ""
+    # The family's own training behaviour, declared here so the engine needs no special cases:
+    # keyword arguments the model is built with for training (GoogLeNet: its auxiliary heads) ...
+    train_kwargs: dict = field(default_factory=dict, compare=False)
+    # ... and how it starts from another trained run (VGG: the paper's layer copy); None copies
+    # every tensor whose name and shape match.
+    init_from: Callable[[nn.Module, dict], list[str]] | None = field(default=None, repr=False, compare=False)
     builder: Callable[..., nn.Module] | None = field(default=None, repr=False, compare=False)
 
 
@@ -96,6 +102,8 @@ def register_model(
     max_input_size: int | None = None,
     description: str = "",
     name: str | None = None,
+    train_kwargs: dict | None = None,
+    init_from: Callable[[nn.Module, dict], list[str]] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a builder ``fn(num_classes=..., in_chans=..., **kwargs)``.
 
@@ -124,6 +132,8 @@ def register_model(
             min_input_size=min_input_size,
             max_input_size=max_input_size,
             description=doc,
+            train_kwargs=dict(train_kwargs or {}),
+            init_from=init_from,
             builder=fn,
         )
         return fn

@@ -102,8 +102,6 @@ def test_seed_paper_preset_is_the_study_protocol():
 class _AuxNet(nn.Module):
     """Returns (logits, [aux]) in training, like GoogLeNet with aux heads."""
 
-    aux_loss_weight = 0.3
-
     def __init__(self):
         super().__init__()
         self.main = nn.Linear(4, 3)

@@ -76,14 +76,19 @@ def test_training_contract_and_reset_classifier():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
     model = create_model("googlenet", num_classes=7, aux_logits=True)
-    assert model.aux_loss_weight == 0.3
+    from lenet2vit.engine import TrainConfig
+    from lenet2vit.models.googlenet import AUX_LOSS_WEIGHT
+    from lenet2vit.registry import model_info
+
+    assert AUX_LOSS_WEIGHT == TrainConfig().aux_weight == 0.3  # Sec. 5, and the protocol's default
+    assert model_info("googlenet_cifar").train_kwargs == {"aux_logits": True}  # the engine trains with the heads
     out = model.train()(x)
     assert isinstance(out, tuple) and len(out) == 2
     logits, aux = out
     assert isinstance(aux, list) and len(aux) == 2
     assert logits.shape == aux[0].shape == aux[1].shape == (2, 7)
     target = torch.zeros(2, dtype=torch.long)
-    loss = F.cross_entropy(logits, target) + model.aux_loss_weight * sum(F.cross_entropy(a, target) for a in aux)
+    loss = F.cross_entropy(logits, target) + AUX_LOSS_WEIGHT * sum(F.cross_entropy(a, target) for a in aux)
     loss.backward()
     assert model.aux1.fc2.weight.grad.abs().sum() > 0 and model.aux2.conv.conv.weight.grad.abs().sum() > 0
     with torch.no_grad():

@@ -96,21 +96,19 @@ def choose_input_size(name: str, data_size: int, requested: int | None) -> tuple
 
 
 def _model_kwargs(name: str, cfg: TrainConfig, training: bool) -> dict:
-    kwargs = {}
-    if model_info(name).family.lower().startswith("googlenet") and training:
-        kwargs["aux_logits"] = True  # the paper's auxiliary classifiers, weighted 0.3 in the loss
+    kwargs = dict(model_info(name).train_kwargs) if training else {}  # e.g. GoogLeNet's auxiliary heads
     if cfg.zero_init_residual:
         kwargs["zero_init_residual"] = True
     return kwargs
 
 
 def _init_from(model: nn.Module, name: str, source, log) -> list[str]:
-    """Initialise from another trained run (the VGG paper's trick), copying shared layers."""
+    """Initialise from another trained run's weights: the family's own way (VGG: the paper's
+    layer copy) where its registry entry declares one, else every tensor of the same name and shape."""
     sd = read_state_dict(source)
-    if model_info(name).family == "VGG":
-        from lenet2vit.models.vgg import init_from
-
-        copied = init_from(model, sd)
+    family_init = model_info(name).init_from
+    if family_init is not None:
+        copied = family_init(model, sd)
     else:
         own = model.state_dict()
         keep = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}

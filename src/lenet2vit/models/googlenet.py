@@ -148,12 +148,10 @@ class GoogLeNet(nn.Module):
     stride-1 conv1, no max-pool before inception 3a, so the modules see 32, 16 and 8 pixel
     maps). With ``aux_logits=True`` the model carries the two auxiliary heads and, in training
     mode only, ``forward`` returns ``(logits, [aux1_logits, aux2_logits])``; the loss should
-    add ``aux_loss_weight`` (0.3) times each auxiliary loss. Otherwise, and always in eval
+    add :data:`AUX_LOSS_WEIGHT` (0.3) times each auxiliary loss (``TrainConfig.aux_weight``). Otherwise, and always in eval
     mode, it returns the logits alone. ``transform_input`` rescales ImageNet-normalised inputs
     to the [-1, 1] range that torchvision's ported GoogLeNet weights expect (torchvision's option).
     """
-
-    aux_loss_weight = AUX_LOSS_WEIGHT
 
     def __init__(
         self,
@@ -303,6 +301,7 @@ def _entry(ref_params: int, ref_source: str, *, cifar: bool, reference: tuple[st
         ref_source=ref_source,
         ref_num_classes=10 if cifar else 1000,
         reference=reference,
+        train_kwargs={"aux_logits": True},  # Sec. 5: trained with the two auxiliary classifiers
         **kw,
     )
 

@@ -275,9 +275,12 @@ def _vgg(cfg: str, batch_norm: bool, num_classes: int, in_chans: int, cifar: boo
     return VGG(features, num_classes=num_classes, **kwargs)
 
 
-_imagenet = partial(register_model, family="VGG", paper=PAPER, year=2014, input_size=224, min_input_size=32)
+# Sec. 3.1: deeper configurations start from a trained configuration A (`--init-from`).
+_imagenet = partial(register_model, family="VGG", paper=PAPER, year=2014, input_size=224, min_input_size=32,
+                    init_from=init_from)
 _cifar = partial(
-    register_model, family="VGG", paper=PAPER, year=2014, input_size=32, ref_num_classes=10, min_input_size=32
+    register_model, family="VGG", paper=PAPER, year=2014, input_size=32, ref_num_classes=10, min_input_size=32,
+    init_from=init_from,
 )
 
 
