@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from lenet2vit.registry import create_model, model_info
@@ -36,6 +37,24 @@ def _input(model: nn.Module, input_size: int, in_chans: int | None, device) -> t
         first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
         in_chans = first.in_channels if first is not None else 3
     return torch.zeros(1, in_chans, input_size, input_size, device=device)
+
+
+# Count the fused attention kernel of CPU in torch.utils.flop_counter: torch registers formulas
+# only for the CUDA kernels, so FlopCounterMode would see no attention matmuls on CPU.
+def _register_cpu_sdpa_flops() -> None:
+    registry = getattr(flop_counter, "flop_registry", None)
+    pairs = [
+        ("_scaled_dot_product_flash_attention_for_cpu", "sdpa_flop"),
+        ("_scaled_dot_product_flash_attention_for_cpu_backward", "sdpa_backward_flop"),
+    ]
+    for op_name, formula_name in pairs:
+        op = getattr(torch.ops.aten, op_name, None)
+        formula = getattr(flop_counter, formula_name, None)
+        if registry is not None and op is not None and formula is not None and op not in registry:
+            registry[op] = formula  # the formula torch uses for its CUDA flash-attention kernel
+
+
+_register_cpu_sdpa_flops()  # every FLOP count goes through this module
 
 
 def count_macs(model: nn.Module, input_size: int, in_chans: int | None = None) -> int:

@@ -32,7 +32,6 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils import flop_counter
 
 from lenet2vit.layers import DropPath
 from lenet2vit.registry import register_model
@@ -381,24 +380,6 @@ class VisionTransformer(nn.Module):
             if math.isqrt(n_grid) ** 2 == n_grid:  # otherwise leave it for load_weights to report
                 out["pos_embed"] = resize_pos_embed(pe, self.grid_size, num_prefix_tokens=1)
         return out
-
-
-# Count the fused attention kernel of CPU in torch.utils.flop_counter: torch registers formulas
-# only for the CUDA kernels, so FlopCounterMode would see no attention matmuls on CPU.
-def _register_cpu_sdpa_flops() -> None:
-    registry = getattr(flop_counter, "flop_registry", None)
-    pairs = [
-        ("_scaled_dot_product_flash_attention_for_cpu", "sdpa_flop"),
-        ("_scaled_dot_product_flash_attention_for_cpu_backward", "sdpa_backward_flop"),
-    ]
-    for op_name, formula_name in pairs:
-        op = getattr(torch.ops.aten, op_name, None)
-        formula = getattr(flop_counter, formula_name, None)
-        if registry is not None and op is not None and formula is not None and op not in registry:
-            registry[op] = formula  # the formula torch uses for its CUDA flash-attention kernel
-
-
-_register_cpu_sdpa_flops()
 
 
 def _vit(size: str, patch_size: int, num_classes: int, in_chans: int, **kwargs) -> VisionTransformer:
