@@ -273,11 +273,11 @@ def occlusion(
 
 def _attention_block_norm(model: nn.Module) -> str | None:
     """For a transformer: the LayerNorm feeding the last attention (timm / grad-cam convention)."""
-    from lenet2vit.explain.attention import attention_modules
-
-    if not attention_modules(model):
+    attns = [n for n, m in model.named_modules()
+             if n and type(m).__name__.endswith("Attention") and any(isinstance(s, nn.Softmax) for s in m.modules())]
+    if not attns:  # the same test as attention.attention_modules: an *Attention module with a softmax
         return None
-    attn = [n for n, m in model.named_modules() if n and type(m).__name__.endswith("Attention")][-1]
+    attn = attns[-1]
     block = attn.rsplit(".", 1)[0] if "." in attn else ""
     norm = f"{block}.norm1" if block else "norm1"
     return norm if norm in dict(model.named_modules()) else attn
