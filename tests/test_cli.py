@@ -91,7 +91,8 @@ def test_train_and_eval_from_the_command_line(tmp_path, capsys):
 
 
 def test_recipe_flags_reach_the_protocol():
-    from lenet2vit.cli import build_parser, config_from_args
+    from lenet2vit.cli import build_parser
+    from lenet2vit.cli.flags import config_from_args
 
     args = build_parser().parse_args(["train", "resnet18", "--alternate-flip", "--zero-init-residual", "--tta", "translate"])
     cfg = config_from_args(args)
@@ -156,3 +157,36 @@ def test_every_error_class_of_the_library_is_a_user_error():
     assert len(found) >= 12, sorted(found)
     outside = sorted(n for n, c in found.items() if not issubclass(c, UserError))
     assert not outside, f"not UserError: {outside}"
+
+
+def test_every_protocol_field_is_a_flag_of_train_and_compare():
+    """The train flags are made from TrainConfig's fields: each one is settable, and documented."""
+    from dataclasses import fields
+
+    from lenet2vit.cli import build_parser
+    from lenet2vit.cli.flags import HELP, config_from_args
+    from lenet2vit.engine import TrainConfig
+
+    parser = build_parser()
+    names = [f.name for f in fields(TrainConfig)]
+    assert set(names) <= set(HELP), sorted(set(names) - set(HELP))
+    cli = {"optimizer": "adamw", "lr": "0.05", "nesterov": None, "betas": "0.8,0.99", "milestones": "3,6",
+           "milestone_unit": "step", "scale_jitter": "1.1,1.3", "limit": "100", "compile": None, "form": "cifar",
+           "mean": "0.4,0.5,0.6", "epochs": "3", "aux_weight": "0.5", "zero_init_residual": None}
+    for command in ("train", "compare"):
+        argv = [command] + (["resnet18"] if command == "train" else ["--preset", "fast"])
+        for name, value in cli.items():
+            argv += [f"--{name.replace('_', '-')}"] + ([value] if value is not None else [])
+        cfg = config_from_args(parser.parse_args(argv))
+        assert (cfg.optimizer, cfg.lr, cfg.nesterov, cfg.betas, cfg.milestones, cfg.milestone_unit) == \
+            ("adamw", 0.05, True, (0.8, 0.99), (3, 6), "step")
+        assert (cfg.scale_jitter, cfg.limit, cfg.compile, cfg.form, cfg.mean, cfg.epochs, cfg.aux_weight) == \
+            ((1.1, 1.3), 100, True, "cifar", (0.4, 0.5, 0.6), 3, 0.5)
+    off = config_from_args(parser.parse_args(["train", "resnet18", "--no-nesterov", "--no-flip"]))
+    assert off.nesterov is False and off.flip is False and off == get_fast().replace(nesterov=False, flip=False)
+
+
+def get_fast():
+    from lenet2vit.engine import get_preset
+
+    return get_preset("fast")

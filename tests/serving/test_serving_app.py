@@ -189,7 +189,6 @@ def test_duplicate_run_names_get_distinct_ids(runs, tmp_path):
 def test_serve_command_wires_runs_and_flags(runs, monkeypatch, capsys):
     import uvicorn
 
-    monkeypatch.setattr(lenet2vit.cli, "_EXTRA_COMMANDS", [])
     got = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: got.update(app=app, **kw))
     with socket.socket() as s:

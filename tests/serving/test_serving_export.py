@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import lenet2vit.cli
 from lenet2vit import create_model, list_models
 from lenet2vit.cli import main
 from lenet2vit.engine.run_folder import load_run
@@ -24,9 +23,6 @@ ort = pytest.importorskip("onnxruntime")
 CLASSES = [f"c{i}" for i in range(10)]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cli(monkeypatch):
-    monkeypatch.setattr(lenet2vit.cli, "_EXTRA_COMMANDS", [])
 
 
 def images(b: int, c: int, s: int, gen: torch.Generator) -> torch.Tensor:

@@ -12,7 +12,6 @@ import torchvision.transforms.v2 as T
 from PIL import Image
 
 from lenet2vit import create_model
-import lenet2vit.cli
 from lenet2vit.cli import main
 from lenet2vit.engine.run_folder import load_run
 from lenet2vit.serving import Predictor, Preprocess, ServingError, find_images, open_image, predict_files, save_run
@@ -38,10 +37,6 @@ def run_dir(tmp_path_factory) -> Path:
     return save_run(model, tmp_path_factory.mktemp("runs") / "r20", classes=CLASSES, input_size=32, mean=MEAN, std=STD)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cli(monkeypatch):
-    # main() registers the extra command groups on every call; start each test from none.
-    monkeypatch.setattr(lenet2vit.cli, "_EXTRA_COMMANDS", [])
 
 
 @pytest.fixture

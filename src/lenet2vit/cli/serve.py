@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from lenet2vit.cli.flags import port, positive_float, positive_int
 from lenet2vit.serving.predict import ServingError
-
-__all__ = ["register", "cmd_predict", "cmd_export", "cmd_serve"]
-
-
-def _positive_int(text: str) -> int:
-    from lenet2vit.cli import positive_int
-
-    return positive_int(text)
-
-
-def _positive_float(text: str) -> float:
-    from lenet2vit.cli import positive_float
-
-    return positive_float(text)
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {v}")
-    return v
 
 
 def cmd_predict(args) -> int:
@@ -104,13 +80,12 @@ def _check_port(host: str, port: int) -> None:
                            "check --host, or choose another --port if this one is taken") from None
 
 
-def register(sub) -> None:
-    """Add the ``predict``, ``export`` and ``serve`` sub-commands to the ``lenet2vit`` parser."""
+def add_parsers(sub) -> None:
     p = sub.add_parser("predict", help="top-k classes of image files with a trained run")
     p.add_argument("run", help="run folder written by `lenet2vit train` (or its best.safetensors)")
     p.add_argument("paths", nargs="+", help="image files and folders (walked recursively)")
-    p.add_argument("--topk", "-k", type=_positive_int, default=5, help="classes shown per image (default 5)")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--topk", "-k", type=positive_int, default=5, help="classes shown per image (default 5)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=cmd_predict)
@@ -122,9 +97,9 @@ def register(sub) -> None:
     p.add_argument("--exporter", choices=["auto", "legacy", "dynamo"], default="auto",
                    help="ONNX exporter: legacy (TorchScript-based, fast), dynamo (torch.export), "
                         "auto: legacy, then dynamo if it fails (default)")
-    p.add_argument("--opset", type=_positive_int, help="ONNX opset (default: the exporter's, 17 for legacy)")
+    p.add_argument("--opset", type=positive_int, help="ONNX opset (default: the exporter's, 17 for legacy)")
     p.add_argument("--no-check", action="store_true", help="skip running the file against PyTorch")
-    p.add_argument("--tolerance", type=_positive_float, default=1e-3,
+    p.add_argument("--tolerance", type=positive_float, default=1e-3,
                    help="largest accepted logit difference, relative to logits above 1 (default 1e-3)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
@@ -132,10 +107,10 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="web page and JSON API: upload an image, compare models, see explanations")
     p.add_argument("runs", nargs="+", help="run folders, comma-separated or space-separated")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=_port, default=8000)
+    p.add_argument("--port", type=port, default=8000)
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
-    p.add_argument("--max-upload-mb", type=_positive_float, default=10.0, help="largest accepted upload (default 10)")
+    p.add_argument("--max-upload-mb", type=positive_float, default=10.0, help="largest accepted upload (default 10)")
     p.add_argument("--no-explain", action="store_true", help="never compute explanation maps")
-    p.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)

@@ -1,11 +1,11 @@
-"""The ``lenet2vit compare`` and ``lenet2vit report`` commands (registered by lenet2vit.cli)."""
+"""``lenet2vit compare`` and ``lenet2vit report``: a controlled study, and its tables, plots and report."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import fields
 
-__all__ = ["register", "cmd_compare", "cmd_report"]
+from lenet2vit.cli.flags import add_data_flags, add_train_flags, positive_int
 
 
 def _studies_epilog() -> str:
@@ -31,7 +31,7 @@ def cmd_compare(args) -> int:
                  if f.name != "seed" and getattr(args, f.name, None) is not None}
     compare(
         args.models, dataset=args.dataset, data_dir=args.data_dir, preset=args.preset or "quick", seeds=args.seeds,
-        out=args.out, shard=args.shard, overrides=overrides, form=args.form, input_size=args.input_size,
+        out=args.out, shard=args.shard, overrides=overrides, input_size=args.input_size,
         pretrained_dir=args.pretrained_dir, pretrained=args.pretrained, download=args.download, strict=args.strict,
         report=not args.no_report, progress=not args.no_progress,
     )
@@ -45,10 +45,7 @@ def cmd_report(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    """Add the ``compare`` and ``report`` sub-commands to the ``lenet2vit`` parser."""
-    from lenet2vit.cli import _add_data_flags, _add_train_flags, positive_int
-
+def add_parsers(sub) -> None:
     p = sub.add_parser(
         "compare", help="train several models under one protocol and seeds; tables, plots, report.html",
         description="Train every model with the same data, split, preset, epochs, batch size and seeds "
@@ -63,20 +60,12 @@ def register(sub) -> None:
     p.add_argument("--pretrained", choices=["imagenet"],
                    help="start every model from torchvision's published ImageNet weights (downloaded once)")
     p.add_argument("--pretrained-dir", help="folder of torchvision ImageNet weights (resnet18-*.pth, ...) to start every model from")
-    p.add_argument("--form", choices=["auto", "imagenet", "cifar"], default=None,
-                   help="auto: the CIFAR form (3x3 stem, no early pooling) for images <= 64px "
-                        "(default: the preset's; seed-paper: imagenet)")
     p.add_argument("--input-size", type=positive_int, help="resize inputs to this size on the fly")
     p.add_argument("--no-report", action="store_true", help="skip the plots and report.html at the end")
     p.add_argument("--no-progress", action="store_true")
-    _add_data_flags(p)
-    _add_train_flags(p)
-    for action in p._actions:
-        if action.dest == "seed":
-            action.help = argparse.SUPPRESS  # a study has --seeds
-        if action.dest == "preset":
-            action.default = None
-            action.help = "study (quick, fast, seed-paper, degradation) or training preset (default: quick)"
+    add_data_flags(p)
+    add_train_flags(p, preset_default=None, hide=("seed",),  # a study has --seeds
+                    preset_help="study (quick, fast, seed-paper, degradation) or training preset (default: quick)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(

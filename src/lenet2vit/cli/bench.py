@@ -7,10 +7,10 @@ import csv
 import io
 from pathlib import Path
 
+from lenet2vit.cli.flags import positive_int
 
-def register(sub) -> None:
-    from lenet2vit.cli import positive_int
 
+def add_parsers(sub) -> None:
     p = sub.add_parser("bench", help="speed and memory of models (like timm's benchmark.py)")
     p.add_argument("models", help="comma-separated model names, e.g. resnet50,vit_b_16")
     p.add_argument("--mode", choices=["infer", "train", "both"], default="infer")

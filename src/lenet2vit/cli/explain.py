@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lenet2vit.cli.flags import nonneg_int, positive_int
 from lenet2vit.explain.methods import METHODS
-
-__all__ = ["register", "cmd_explain"]
 
 EXAMPLES = """examples:
   lenet2vit explain runs/r18 --image cat.jpg --method occlusion --out figs/
@@ -33,10 +32,7 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    """Add the ``explain`` command to the ``lenet2vit`` parser."""
-    from lenet2vit.cli import nonneg_int, positive_int
-
+def add_parsers(subparsers) -> None:
     p = subparsers.add_parser(
         "explain", help="see what a network learned: filters, feature maps, occlusion, Grad-CAM, attention, deconvnet",
         description="Explain one run, or several runs side by side on the same images. Writes PNG figures with the "
