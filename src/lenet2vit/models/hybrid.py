@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lenet2vit.models.resnet import BasicBlock, make_stage
 from lenet2vit.models.vit import PAPER, VisionTransformer, ViTConfig
 from lenet2vit.registry import register_model
 
@@ -174,29 +175,11 @@ class ResNetV2(nn.Module):
         return self.stages(self.stem(x))  # (B, C, ceil(H/16), ceil(W/16))
 
 
-class BasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 convs) with BatchNorm, torchvision's names."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or in_ch != out_ch:
-            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.bn2(self.conv2(x))
-        return self.relu(x + shortcut)
-
-
 class CifarResNetStages(nn.Module):
     """ResNet-18's CIFAR form cut after stage 3: 3x3/1 stem (no max-pool), basic-block stages.
+
+    The stem and stages are ``resnet.py``'s (its :class:`~lenet2vit.models.resnet.BasicBlock`
+    and :func:`~lenet2vit.models.resnet.make_stage`), so the names match ``resnet18_cifar``'s.
 
     BatchNorm as torchvision's ResNet (the paper's hybrids use BiT's GroupNorm + weight
     standardisation, chosen for large-batch transfer; BatchNorm trains faster on CIFAR).
@@ -211,9 +194,7 @@ class CifarResNetStages(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         prev = width
         for i, (depth, out_ch) in enumerate(zip(layers, channels)):
-            stride = 1 if i == 0 else 2
-            blocks = [BasicBlock(prev if j == 0 else out_ch, out_ch, stride if j == 0 else 1) for j in range(depth)]
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+            self.add_module(f"layer{i + 1}", make_stage(BasicBlock, prev, out_ch, depth, stride=1 if i == 0 else 2))
             prev = out_ch
         self.num_layers = len(layers)
         self.num_features = prev

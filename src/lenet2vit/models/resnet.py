@@ -116,6 +116,21 @@ class Bottleneck(nn.Module):
 _BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
+def make_stage(
+    block: type[BasicBlock] | type[Bottleneck], inplanes: int, planes: int, blocks: int, stride: int = 1
+) -> nn.Sequential:
+    """One stage: ``blocks`` blocks of width ``planes``, the first with ``stride``.
+
+    Its first block gets a projection shortcut where the shape changes (option B of Sec. 3.3).
+    """
+    downsample = None
+    if stride != 1 or inplanes != planes * block.expansion:
+        downsample = nn.Sequential(conv1x1(inplanes, planes * block.expansion, stride), nn.BatchNorm2d(planes * block.expansion))
+    layers = [block(inplanes, planes, stride, downsample)]
+    layers += [block(planes * block.expansion, planes) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
 class ResNet(nn.Module):
     """The ImageNet ResNet of Table 1, or its 32x32 form with ``cifar_stem=True``.
 
@@ -171,16 +186,9 @@ class ResNet(nn.Module):
     def _make_layer(
         self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int = 1
     ) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            # Projection shortcut where the shape changes (option B of Sec. 3.3).
-            downsample = nn.Sequential(
-                conv1x1(self.inplanes, planes * block.expansion, stride), nn.BatchNorm2d(planes * block.expansion)
-            )
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        stage = make_stage(block, self.inplanes, planes, blocks, stride)
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
+        return stage
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and the four stages: (B, in_chans, H, W) -> (B, 512 * expansion, H/32, W/32)."""
