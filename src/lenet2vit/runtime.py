@@ -28,7 +28,7 @@ from lenet2vit.errors import UserError
 
 __all__ = [
     "DeviceError", "resolve_device", "resolve_amp", "amp_name", "autocast", "cpu_has_fast_bf16", "use_channels_last",
-    "resolve_compile", "dist_info", "is_main_process", "init_distributed", "reset_peak_memory", "peak_memory_mb",
+    "resolve_compile", "dist_info", "init_distributed", "reset_peak_memory", "peak_memory_mb",
     "environment", "git_state", "provenance", "cpu_model", "LoadMeter", "LOADED_CPUS",
 ]
 
@@ -119,10 +119,6 @@ def dist_info() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
-def is_main_process() -> bool:
-    return dist_info()[0] == 0
 
 
 def init_distributed(device: str = "auto") -> torch.device | None:
