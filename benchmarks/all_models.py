@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from lenet2vit.bench import apply_budget, figure, machine, machine_line
+from harness import apply_budget, figure, machine, machine_line  # benchmarks/harness.py
 
 FULL = dict(warmup=3, iters=10)
 SMOKE = dict(warmup=1, iters=1)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from lenet2vit.bench import apply_budget, describe_machine, figure, machine, script_main
+from harness import apply_budget, describe_machine, figure, machine, script_main  # benchmarks/harness.py
 import torch.nn as nn
 
 # our registered name -> torchvision builder of the same architecture

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from lenet2vit.bench import apply_budget, describe_machine, figure, machine, script_main
+from harness import apply_budget, describe_machine, figure, machine, script_main  # benchmarks/harness.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-png.zip"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from lenet2vit.bench import apply_budget, describe_machine, figure, machine, script_main
+from harness import apply_budget, describe_machine, figure, machine, script_main  # benchmarks/harness.py
 
 FULL = dict(batch_size=128, input_size=32, warmup=5, steps=10, timed=20, ceiling_iters=10)
 SMOKE = dict(batch_size=8, input_size=32, warmup=1, steps=2, timed=2, ceiling_iters=1)

@@ -25,6 +25,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCH))  # the scripts import their shared harness.py as a sibling module
 NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
 
 
@@ -252,7 +253,7 @@ def test_train_profile_smoke(tmp_path: Path) -> None:
 def test_apply_budget_fills_unset_flags_and_refuses_non_positive(capsys) -> None:
     import argparse
 
-    from lenet2vit.bench import apply_budget
+    from harness import apply_budget
 
     p = argparse.ArgumentParser(prog="bench")
     p.add_argument("--steps", type=int)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lenet2vit.runtime import resolve_device, use_channels_last
+from lenet2vit.runtime import autocast, peak_memory_mb, reset_peak_memory, resolve_device, use_channels_last
 from lenet2vit.profile import count_macs, count_params
 from lenet2vit.registry import check_input, create_model, model_info
 
@@ -56,10 +56,6 @@ class BenchResult:
         return d
 
 
-def _autocast(device: torch.device, dtype):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
 class _Timer:
     """Wall time on CPU, CUDA events on GPU."""
 
@@ -83,13 +79,6 @@ class _Timer:
             self.seconds = time.perf_counter() - self.t0
 
 
-def _peak_mb(device: torch.device) -> float:
-    """CUDA max allocated; on CPU the RSS high-water mark since the model's run began."""
-    from lenet2vit.runtime import peak_memory_mb
-
-    return peak_memory_mb(device)
-
-
 def conv_ceiling(device: str | torch.device = "auto", precision: str = "fp32", channels_last: bool = True,
                  batch: int = 32, channels: int = 256, size: int = 28, iters: int = 10, mode: str = "infer") -> float:
     """Achieved GFLOP/s of one large 3x3 convolution - the machine's practical limit.
@@ -108,7 +97,7 @@ def conv_ceiling(device: str | torch.device = "auto", precision: str = "fp32", c
         x.requires_grad_(True)
 
         def step():
-            with _autocast(dev, dtype):
+            with autocast(dev, dtype):
                 y = conv(x)
             y.backward(torch.ones_like(y))
 
@@ -117,7 +106,7 @@ def conv_ceiling(device: str | torch.device = "auto", precision: str = "fp32", c
     else:
 
         def step():
-            with _autocast(dev, dtype):
+            with autocast(dev, dtype):
                 conv(x)
 
         ctx = torch.inference_mode()
@@ -180,7 +169,6 @@ def bench_model(
             out = model(x[:2])
         n_out = (out[0] if isinstance(out, tuple) else out).shape[-1]
     y = torch.randint(0, max(n_out, 1), (batch_size,), device=dev)
-    from lenet2vit.runtime import reset_peak_memory
 
     reset_peak_memory(dev)
     run = torch.compile(model) if compile else model
@@ -188,10 +176,10 @@ def bench_model(
 
     def step():
         if mode == "infer":
-            with torch.inference_mode(), _autocast(dev, dtype):
+            with torch.inference_mode(), autocast(dev, dtype):
                 run(x)
         else:
-            with _autocast(dev, dtype):
+            with autocast(dev, dtype):
                 out = run(x)
                 out = out[0] if isinstance(out, tuple) else out
                 loss = F.cross_entropy(out.float(), y)
@@ -212,77 +200,6 @@ def bench_model(
     return BenchResult(
         model=name, mode=mode, batch_size=batch_size, input_size=input_size, device=str(dev), precision=precision,
         channels_last=cl, compile=compile, images_per_s=batch_size / per_step, ms_per_step=per_step * 1000,
-        params=params, macs=macs, gflops=flops / per_step / 1e9, peak_memory_mb=_peak_mb(dev),
+        params=params, macs=macs, gflops=flops / per_step / 1e9, peak_memory_mb=peak_memory_mb(dev),
         compile_s=max(first.seconds - per_step, 0.0) if compile else 0.0,
     )
-
-
-# ----------------------------------------------------------------------------- reporting
-
-
-def figure(label: str, value: float, unit: str, extra: str = "") -> None:
-    """Print one labelled figure on its own line (the benchmarks' output format)."""
-    print(f"{label:<66} {value:>12.2f} {unit}{('  ' + extra) if extra else ''}", flush=True)
-
-
-def machine(device: torch.device) -> dict:
-    """What figures were measured on: versions, CPU model, cores and how busy the machine was."""
-    import os
-
-    from lenet2vit.runtime import environment
-
-    env = environment(device)  # with the CPU model and count (lenet2vit.runtime.provenance)
-    env.update(load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
-    return env
-
-
-def machine_line(env: dict) -> str:
-    """One line naming the machine of :func:`machine`."""
-    gpu = f", GPU {env['gpu']}" if env.get("gpu") else ""
-    return (f"{env['cpu']} ({env['logical_cpus']} logical CPUs, torch threads {env['cpu_threads']}){gpu}; "
-            f"torch {env['torch']}, torchvision {env['torchvision']}")
-
-
-def describe_machine(env: dict) -> None:
-    """Print the machine line, and a warning when other work makes the figures unreliable."""
-    print(f"machine: {machine_line(env)}")
-    load = env.get("load_average")
-    if load and env["logical_cpus"] and load[0] > 0.5 * env["logical_cpus"]:
-        print(f"warning: load average {load[0]:.1f} on {env['logical_cpus']} CPUs - other work is running, "
-              "so these figures are not meaningful; rerun on a quiet machine")
-
-
-def apply_budget(parser, args, full: dict, smoke: dict, positive: tuple[str, ...] = ()) -> None:
-    """Fill the budget flags left unset from ``full`` (or ``smoke`` with ``--smoke``).
-
-    Each name in ``positive`` must then be a number >= 1 (or unset); otherwise ``parser``
-    exits with one line naming the flag.
-    """
-    for k, v in (smoke if args.smoke else full).items():
-        if getattr(args, k, None) is None:
-            setattr(args, k, v)
-    for name in positive:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be a positive number, got {value}")
-
-
-def script_main(run, args, *user_errors: type[BaseException]) -> int:
-    """Run a benchmark script's ``run(args) -> dict``; one ``error:`` line for user errors.
-
-    The figures are written atomically to ``args.out`` as JSON when it is set.
-    """
-    import sys
-
-    from lenet2vit.engine.checkpoint import atomic_write_json
-    from lenet2vit.errors import UserError
-
-    try:
-        result = run(args)
-    except (UserError, *user_errors) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.out:
-        atomic_write_json(args.out, result)
-        print(f"wrote {args.out}")
-    return 0
