@@ -17,7 +17,17 @@ import torch
 import torch.nn as nn
 
 from lenet2vit.engine.checkpoint import FolderLock, atomic_write_json
-from lenet2vit.engine.run_folder import CONFIG, MODEL_KEYS, RunError, build_model, diff_protocols, load_run
+from lenet2vit.engine.run_folder import (
+    BEST,
+    CHECKPOINT,
+    CONFIG,
+    MODEL_KEYS,
+    RESULTS,
+    RunError,
+    build_model,
+    diff_protocols,
+    load_run,
+)
 from lenet2vit.engine.config import ConfigError, TrainConfig
 from lenet2vit.engine.loop import evaluate, fit
 from lenet2vit.profile import count_macs, count_params
@@ -177,6 +187,7 @@ def train_run(
 
 def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, input_size, pretrained, weights_source,
                init_from, download, strict, resume, progress, data, log, stop_after_epochs) -> dict:
+    """The steps of one run: protocol and data, the model, the run folder, training, the test."""
     cfg = cfg.replace(form=form)
     if pretrained and cfg.form == "auto":
         cfg = cfg.replace(form="imagenet")  # published weights are for the paper's form
@@ -196,13 +207,66 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
         log = lambda s: None  # noqa: E731  (only rank 0 speaks and writes)
         progress = False
     kwargs = _model_kwargs(name, cfg, training=True)
+    _check_model_input(name, size, train, kwargs)
+    net = _build_training_model(name, train, kwargs, cfg, pretrained, weights_source, init_from, log)
+    channels_last = use_channels_last(cfg.channels_last, net)
+    net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    mean, std = _normalisation(cfg, train)
+    pca = _pca_stats(cfg, train)
+    config = _run_config(model, name, kwargs, size, mean, std, pca, cfg, data, dataset, data_dir, pretrained, init_from)
+
+    if resume:
+        _check_protocol(out, config)
+    elif (out / CHECKPOINT).exists():
+        raise RunError(f"{out} already holds a run; drop --restart to resume it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment(device)  # the code and machine the run starts with
+    if rank == 0:
+        atomic_write_json(out / CONFIG, dict(config, environment=env, world_size=world))
+    if (out / RESULTS).exists() and resume:
+        done = json.loads((out / RESULTS).read_text())
+        if done.get("epochs_done") == cfg.epochs:
+            log(f"{out}: already finished (test top-1 {done['test_top1']:.2%}); nothing to do")
+            return done
+
+    loader = lambda arr, tr: make_loader(arr, cfg, train=tr, device=device, mean=mean, std=std,  # noqa: E731
+                                         channels_last=channels_last, input_size=size, pca=pca)
+    train_loader, val_loader = loader(train, True), (loader(val, False) if len(val) else None)
+    reset_peak_memory(device)
+    result = fit(net, train_loader, val_loader, cfg, out, device=device, metadata={k: config[k] for k in MODEL_KEYS},
+                 resume=resume, progress=progress, log=log, stop_after_epochs=stop_after_epochs)
+    if result["epochs_done"] < cfg.epochs:
+        return result
+    # Test split: evaluated once, with the weights chosen on the validation split.
+    load_weights(net, out / BEST, source="lenet2vit")
+    amp_dtype = resolve_amp(cfg.amp, device)
+    test_res = evaluate(net, loader(test, False), device=device, amp_dtype=amp_dtype, return_predictions=True,
+                        tta=cfg.tta)
+    res = _results(name, cfg, test_res, result, net, size, train.channels, device, amp_dtype, channels_last,
+                   config["skipped_files"], env)
+    if rank == 0:
+        atomic_write_json(out / RESULTS, res)
+        if world == 1:  # each rank saw only its share of the test split
+            _save_predictions(out, test_res)
+    top5 = f", top-5 {res['test_top5']:.2%}" if res["test_top5"] is not None else ""
+    log(f"test: top-1 {res['test_top1']:.2%}{top5} (best val epoch {res['best_epoch']})")
+    return res
+
+
+def _check_model_input(name: str, size: int, train, kwargs: dict) -> None:
+    """One clear line, before any training, for an input the model cannot take or a kwarg it lacks."""
     try:
-        check_input(name, size, train.channels, len(train.classes), **kwargs)  # one clear line, before any training
+        check_input(name, size, train.channels, len(train.classes), **kwargs)
     except (TypeError, ValueError) as e:
         if "zero_init_residual" not in str(e):
             raise
         raise ConfigError(f"--zero-init-residual applies to residual networks; {name} has no residual "
                           "branch to start at zero (drop the flag)") from None
+
+
+def _build_training_model(name: str, train, kwargs: dict, cfg: TrainConfig, pretrained, weights_source, init_from,
+                          log) -> nn.Module:
+    """The model with the run's seed, from published or given weights where asked."""
     torch.manual_seed(cfg.seed)
     net = build_model(name, len(train.classes), train.channels, kwargs)
     if pretrained:
@@ -214,11 +278,13 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
         log(f"loaded pretrained weights: {what}" + (f" (new classifier: {', '.join(skipped)})" if skipped else ""))
     if init_from:
         _init_from(net, name, init_from, log)
-    if cfg.sync_bn and world > 1:
+    if cfg.sync_bn and dist_info()[1] > 1:
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-    channels_last = use_channels_last(cfg.channels_last, net)
-    net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    return net
 
+
+def _normalisation(cfg: TrainConfig, train) -> tuple[list[float], list[float]]:
+    """The protocol's mean/std, or the training set's own; one value per channel of the data."""
     if cfg.mean is None or cfg.std is None:
         from lenet2vit.data import channel_stats
 
@@ -227,15 +293,26 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
         mean, std = list(cfg.mean), list(cfg.std)
     if len(mean) != train.channels:  # e.g. grey digits with a 3-channel preset
         mean, std = [sum(mean) / len(mean)] * train.channels, [sum(std) / len(std)] * train.channels
-    pca = None
-    if cfg.pca_lighting:  # AlexNet's colour noise needs the training set's RGB eigen-decomposition
-        from lenet2vit.data import pca_colour_stats
+    return mean, std
 
-        eigvals, eigvecs = pca_colour_stats(train.images)
-        pca = {"eigvals": eigvals, "eigvecs": eigvecs}
-    config = {
+
+def _pca_stats(cfg: TrainConfig, train) -> dict | None:
+    """AlexNet's colour noise needs the training set's RGB eigen-decomposition."""
+    if not cfg.pca_lighting:
+        return None
+    from lenet2vit.data import pca_colour_stats
+
+    eigvals, eigvecs = pca_colour_stats(train.images)
+    return {"eigvals": eigvals, "eigvecs": eigvecs}
+
+
+def _run_config(requested: str, name: str, kwargs: dict, size: int, mean, std, pca, cfg: TrainConfig, data, dataset,
+                data_dir, pretrained, init_from) -> dict:
+    """What ``config.json`` says of the run (:mod:`lenet2vit.engine.run_folder`)."""
+    train, val, test = data
+    return {
         "model": name,
-        "requested_model": model,
+        "requested_model": requested,
         "model_kwargs": kwargs,
         "family": model_info(name).family,
         "num_classes": len(train.classes),
@@ -257,36 +334,13 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
         "init_from": str(init_from) if init_from else None,
         "pca": pca,
     }
-    if resume:
-        _check_protocol(out, config)
-    elif (out / "checkpoint.safetensors").exists():
-        raise RunError(f"{out} already holds a run; drop --restart to resume it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    env = environment(device)  # the code and machine the run starts with
-    if rank == 0:
-        atomic_write_json(out / "config.json", dict(config, environment=env, world_size=world))
 
-    if (out / "results.json").exists() and resume:
-        done = json.loads((out / "results.json").read_text())
-        if done.get("epochs_done") == cfg.epochs:
-            log(f"{out}: already finished (test top-1 {done['test_top1']:.2%}); nothing to do")
-            return done
 
-    loader = lambda arr, tr: make_loader(arr, cfg, train=tr, device=device, mean=mean, std=std,  # noqa: E731
-                                         channels_last=channels_last, input_size=size, pca=pca)
-    train_loader, val_loader = loader(train, True), (loader(val, False) if len(val) else None)
-    meta = {k: config[k] for k in MODEL_KEYS}
-    reset_peak_memory(device)
-    result = fit(net, train_loader, val_loader, cfg, out, device=device, metadata=meta, resume=resume,
-                 progress=progress, log=log, stop_after_epochs=stop_after_epochs)
-    if result["epochs_done"] < cfg.epochs:
-        return result
-    # Test split: evaluated once, with the weights chosen on the validation split.
-    load_weights(net, out / "best.safetensors", source="lenet2vit")
-    amp_dtype = resolve_amp(cfg.amp, device)
-    test_res = evaluate(net, loader(test, False), device=device, amp_dtype=amp_dtype, return_predictions=True,
-                        tta=cfg.tta)
-    res = {
+def _results(name: str, cfg: TrainConfig, test_res: dict, result: dict, net: nn.Module, size: int, in_chans: int,
+             device, amp_dtype, channels_last: bool, skipped_files: int, env: dict) -> dict:
+    """What ``results.json`` says: the test figures, the training history and the costs."""
+    history = result["history"]
+    return {
         "model": name,
         "seed": cfg.seed,
         "test_top1": test_res["top1"],
@@ -301,27 +355,20 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
         "train_seconds": result["train_seconds"],
         "compile_seconds": result.get("compile_seconds", 0.0),
         "seconds_per_epoch": result["train_seconds"] / max(result["epochs_done"], 1),
-        "train_images_per_s": sum(h["train_images_per_s"] for h in result["history"]) / max(len(result["history"]), 1),
+        "train_images_per_s": sum(h["train_images_per_s"] for h in history) / max(len(history), 1),
         "infer_images_per_s": test_res["images_per_s"],
         "params": count_params(net),
-        "macs": count_macs(net, size, train.channels),
+        "macs": count_macs(net, size, in_chans),
         "input_size": size,
         "device": str(device),
-        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
+        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",  # e.g. bfloat16
         "channels_last": channels_last,
-        "skipped_files": config["skipped_files"],
-        "history": result["history"],
-        "other_load_max": max((h.get("other_load") or 0.0 for h in result["history"]), default=0.0),
+        "skipped_files": skipped_files,
+        "history": history,
+        "other_load_max": max((h.get("other_load") or 0.0 for h in history), default=0.0),
         "environment": env,
+        "peak_memory_mb": peak_memory_mb(device),
     }
-    res["peak_memory_mb"] = peak_memory_mb(device)
-    if rank == 0:
-        atomic_write_json(out / "results.json", res)
-        if world == 1:  # each rank saw only its share of the test split
-            _save_predictions(out, test_res)
-    top5 = f", top-5 {res['test_top5']:.2%}" if res["test_top5"] is not None else ""
-    log(f"test: top-1 {res['test_top1']:.2%}{top5} (best val epoch {res['best_epoch']})")
-    return res
 
 
 def _save_predictions(out: Path, test_res: dict) -> None:
