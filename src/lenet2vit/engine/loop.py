@@ -361,6 +361,63 @@ def _write_logs(out_dir: Path, history: list[dict]) -> None:
     atomic_write_text(out_dir / "log.csv", buf.getvalue())
 
 
+def _resume(ckpt_path: Path, model, optimizer, scheduler, scaler, ema, state: FitState) -> None:
+    """Load every piece of training state a checkpoint holds back into the live objects."""
+    ck = load_checkpoint(ckpt_path)
+    model.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    _match_param_layout(optimizer)
+    scheduler.load_state_dict(ck["scheduler"])
+    if scaler is not None and ck.get("scaler"):
+        scaler.load_state_dict(ck["scaler"])
+    if ck["rng"] is not None:
+        torch.set_rng_state(ck["rng"])
+    if ema is not None and ck.get("ema"):
+        ema.load_state_dict(ck["ema"])
+    for k, v in ck["fit_state"].items():
+        setattr(state, k, v)  # the same object the scheduler reads lr_scale from
+
+
+def _training_form(model: nn.Module, cfg: TrainConfig, device: torch.device, world: int) -> tuple[nn.Module, bool]:
+    """The module the steps run: DDP-wrapped under torchrun, compiled where asked; and whether it compiles."""
+    train_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    compiling = resolve_compile(cfg.compile, device)
+    if compiling:
+        if cfg.compile is None:  # compiled by default: a model dynamo cannot take runs eagerly instead
+            import torch._dynamo as dynamo
+
+            dynamo.config.suppress_errors = True
+        train_model = torch.compile(train_model)
+    return train_model, compiling
+
+
+def _judge(state: FitState, row: dict, cfg: TrainConfig, log) -> bool:
+    """Whether this epoch is the best so far (by val top-1, else train accuracy); the plateau schedule's lr drop."""
+    score = row.get("val_top1", row["train_acc"])
+    improved = score > state.best_val_top1
+    state.bad_epochs = 0 if improved else state.bad_epochs + 1
+    if cfg.schedule == "plateau" and state.bad_epochs > cfg.patience:
+        state.lr_scale *= cfg.gamma
+        state.bad_epochs = 0
+        log(f"validation accuracy has not improved for {cfg.patience + 1} epochs: lr x {cfg.gamma}")
+    if improved:
+        state.best_val_top1, state.best_epoch = score, row["epoch"]
+    return improved
+
+
+def _epoch_line(row: dict, epochs: int, improved: bool) -> str:
+    val_txt = ""
+    if "val_top1" in row:
+        val_txt = f" val {row['val_top1']:.2%}" + (f" (top-5 {row['val_top5']:.2%})" if row["val_top5"] is not None else "")
+    compiled_txt = f" (+ {row['compile_seconds']:.1f}s compiling)" if row.get("compile_seconds") else ""
+    return (f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f} train {row['train_acc']:.2%}{val_txt} "
+            f"| {row['train_images_per_s']:.0f} img/s, {row['epoch_seconds']:.1f}s{compiled_txt}{' *' if improved else ''}")
+
+
 def fit(
     model: nn.Module,
     train_loader,
@@ -394,19 +451,7 @@ def fit(
     judged = ema.module if ema is not None else model  # the weights validation, best.safetensors and the test use
 
     if resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        _match_param_layout(optimizer)
-        scheduler.load_state_dict(ck["scheduler"])
-        if scaler is not None and ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        if ck["rng"] is not None:
-            torch.set_rng_state(ck["rng"])
-        if ema is not None and ck.get("ema"):
-            ema.load_state_dict(ck["ema"])
-        for k, v in ck["fit_state"].items():
-            setattr(state, k, v)  # the same object the scheduler reads lr_scale from
+        _resume(ckpt_path, model, optimizer, scheduler, scaler, ema, state)
         if state.epoch < cfg.epochs:
             log(f"resuming from {ckpt_path} after epoch {state.epoch}")
 
@@ -415,18 +460,7 @@ def fit(
     if not main:
         log = lambda s: None  # noqa: E731  (only rank 0 speaks and writes)
         progress = False
-    train_model = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    compiling = resolve_compile(cfg.compile, device)
-    if compiling:
-        if cfg.compile is None:  # compiled by default: a model dynamo cannot take runs eagerly instead
-            import torch._dynamo as dynamo
-
-            dynamo.config.suppress_errors = True
-        train_model = torch.compile(train_model)
+    train_model, compiling = _training_form(model, cfg, device, world)
 
     def last_good(step: int, value: float) -> str:
         if ckpt_path.exists():
@@ -460,15 +494,8 @@ def fit(
         state.compile_seconds += stats["compile_seconds"]
         state.epoch = epoch + 1
         state.history.append(row)
-        score = row.get("val_top1", row["train_acc"])
-        improved = score > state.best_val_top1
-        state.bad_epochs = 0 if improved else state.bad_epochs + 1
-        if cfg.schedule == "plateau" and state.bad_epochs > cfg.patience:
-            state.lr_scale *= cfg.gamma
-            state.bad_epochs = 0
-            log(f"validation accuracy has not improved for {cfg.patience + 1} epochs: lr x {cfg.gamma}")
+        improved = _judge(state, row, cfg, log)
         if improved:
-            state.best_val_top1, state.best_epoch = score, epoch + 1
             if main:
                 save_weights(out_dir / "best.safetensors", judged.state_dict(),
                              dict(meta, epoch=epoch + 1, ema=cfg.ema or None))
@@ -485,14 +512,7 @@ def fit(
             _write_logs(out_dir, state.history)
         if world > 1:
             torch.distributed.barrier()  # nobody reads a checkpoint rank 0 is still writing
-        val_txt = ""
-        if "val_top1" in row:
-            val_txt = f" val {row['val_top1']:.2%}" + (f" (top-5 {row['val_top5']:.2%})" if row["val_top5"] is not None else "")
-        compiled_txt = f" (+ {row['compile_seconds']:.1f}s compiling)" if row.get("compile_seconds") else ""
-        log(
-            f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {row['train_acc']:.2%}{val_txt} "
-            f"| {row['train_images_per_s']:.0f} img/s, {row['epoch_seconds']:.1f}s{compiled_txt}{' *' if improved else ''}"
-        )
+        log(_epoch_line(row, cfg.epochs, improved))
         if stop_after_epochs is not None and state.epoch >= stop_after_epochs:
             break
     return {
