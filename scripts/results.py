@@ -139,9 +139,29 @@ def fast_section() -> str:
     out += [table(["run", "changes to the preset", "best val top-1 %", "test, one view %", "test top-1 % (views)",
                    "train minutes", "train img/s"], rows), "",
             "Validation top-1 (%) after each epoch:", "",
-            table(["run", "epochs 1 ... 10"], curves), "",
-            "Where each row comes from:", "", *provenance, ""]
+            table(["run", "epochs 1 ... 10"], curves), ""]
+    out += views_section(folder, runs)
+    out += ["Where each row comes from:", "", *provenance, ""]
     return "\n".join(out)
+
+
+VIEWS = ("none", "flip", "translate")
+
+
+def views_section(folder: Path, runs: list[Path]) -> list[str]:
+    """The test-time views, compared on each run's validation split (``eval-val-tta-VIEWS.json``)."""
+    rows = []
+    for run in runs:
+        files = [run / f"eval-val-tta-{v}.json" for v in VIEWS]
+        if any(f.exists() for f in files):
+            rows.append([f"`{run.relative_to(folder).as_posix()}`"] + [pct(_json(f)["top1"]) if f.exists() else "-"
+                                                                     for f in files])
+    if not rows:
+        return []
+    return ["Test-time views, compared on the validation split with the best epoch's weights "
+            "(`lenet2vit eval RUN --split val --tta VIEWS --json > RUN/eval-val-tta-VIEWS.json`; none: the image,",
+            "flip: and its mirror, translate: both also shifted one pixel up-left and down-right):", "",
+            table(["run", *(f"val top-1 % ({v})" for v in VIEWS)], rows), ""]
 
 
 def seed_section() -> str:

@@ -98,7 +98,7 @@ def test_recipe_flags_reach_the_protocol():
     cfg = config_from_args(args)
     assert cfg.alternate_flip and cfg.zero_init_residual and cfg.tta == "translate"
     plain = config_from_args(build_parser().parse_args(["train", "resnet18"]))
-    assert not plain.alternate_flip and not plain.zero_init_residual and plain.tta == "flip"
+    assert not plain.alternate_flip and not plain.zero_init_residual and plain.tta == "translate"
 
 
 @pytest.mark.parametrize("model", ["googlenet", "resnet18"])
