@@ -129,7 +129,10 @@ def test_lenet5_on_a_folder_of_mixed_size_photos_trains_at_its_only_size(tmp_pat
     assert "input: 32px, the largest input lenet5 takes" in out
     warned = [line for line in err.splitlines() if "broken.jpg" in line]  # one clean line, no Python source
     assert len(warned) == 1 and warned[0].startswith("warning: skipped 1 unreadable") and "UserWarning" not in err
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["input_size"] == 32
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["input_size"] == 32
+    assert config["dataset"]["roles"] == {"train": "train/", "val": "10% held out of train/", "test": "test/"}
+    assert "data: train 72 images from train/, val 8 images from 10% held out of train/, test 20 images from test/" in out
     # two classes: a top-5 would always be 100%, so none is reported
     assert "top-5" not in out and json.loads((tmp_path / "run" / "results.json").read_text())["test_top5"] is None
     code, out, _ = run(capsys, "eval", str(tmp_path / "run"), "--no-progress")

@@ -410,7 +410,7 @@ def test_cache_hit_and_corrupt_cache_rebuilt(cifar_forms, tmp_path, monkeypatch)
     path = cifar_forms["forms"]["tar.gz"]
     first = load_split("cifar10", path, "train", cache_dir=cache, progress=False)
     files = sorted(cache.glob("*.safetensors"))
-    assert len(files) == 2  # both splits come from one pass over the archive
+    assert len(files) == 3  # every split comes from one pass over the archive (val: empty, it has no val/)
 
     def no_decoding(*a, **k):
         raise AssertionError("decoded although cached")
@@ -477,3 +477,43 @@ def test_real_cifar10_archives(tmp_path, request, archive):
         assert torch.allclose(mean, official, atol=5e-9)
     else:  # JPEG moves the pixels, a little
         assert torch.allclose(mean, official, atol=5e-3) and not torch.allclose(mean, official, atol=5e-9)
+
+
+def _split_folder(root: Path, splits: dict[str, int], size: int = 8) -> Path:
+    """root/<split>/<class>/<i>.png; each image's grey level encodes (split, class, index)."""
+    for k, (split, n) in enumerate(splits.items()):
+        for c, cls in enumerate(("a", "b")):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                level = 40 * k + 10 * c + i + 1
+                Image.fromarray(np.full((size, size, 3), level, np.uint8)).save(root / split / cls / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("layout", ["train+val", "train+val+test", "train+test", "train"])
+def test_folder_roles_follow_the_layout_and_are_named(tmp_path, layout):
+    from lenet2vit.data import load_train_val_test, split_roles
+
+    counts = {"train": 10, "val": 3, "test": 4}
+    root = _split_folder(tmp_path / "d", {s: counts[s] for s in layout.split("+")})
+    train, val, test = load_train_val_test("folder", root, val_fraction=0.2, seed=0, cache_dir=tmp_path / "c",
+                                           progress=False)
+    roles = split_roles(train, val, test)
+
+    def levels(a):  # the split each image came from, by its grey level
+        return {int(v) // 40 for v in a.images[:, 0, 0, 0]}
+
+    if layout == "train+val":  # ImageNet's and torchvision's convention: val/ is the evaluation split
+        assert roles == {"train": "train/", "val": "20% held out of train/", "test": "val/"}
+        assert len(test) == 6 and levels(test) == {1} and len(train) + len(val) == 20
+    elif layout == "train+val+test":  # val/ is the validation split; val_fraction is not used
+        assert roles == {"train": "train/", "val": "val/", "test": "test/"}
+        assert (len(train), len(val), len(test)) == (20, 6, 8) and levels(val) == {1} and levels(test) == {2}
+    elif layout == "train+test":
+        assert roles == {"train": "train/", "val": "20% held out of train/", "test": "test/"}
+        assert len(test) == 8 and levels(test) == {1}
+    else:
+        assert roles["test"] == "20% held out of train/" and levels(test) == {0}
+    assert levels(train) == {0}
+    again = load_train_val_test("folder", root, val_fraction=0.2, seed=0, cache_dir=tmp_path / "c", progress=False)
+    assert split_roles(*again) == roles and all(torch.equal(x.images, y.images) for x, y in zip(again, (train, val, test)))

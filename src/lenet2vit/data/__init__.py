@@ -22,7 +22,7 @@ from lenet2vit.data.preprocess import (
     is_image_name,
     match_channels,
 )
-from lenet2vit.data.sources import CIFAR10_CLASSES, DATASETS, load_split, load_train_val_test
+from lenet2vit.data.sources import CIFAR10_CLASSES, DATASETS, load_split, load_train_val_test, split_roles
 
 __all__ = [
     "DataError",
@@ -31,6 +31,7 @@ __all__ = [
     "CIFAR10_CLASSES",
     "load_split",
     "load_train_val_test",
+    "split_roles",
     "train_val_split",
     "channel_stats",
     "DeviceLoader",

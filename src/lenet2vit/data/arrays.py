@@ -19,12 +19,15 @@ class ImageArrays:
 
     `images` is uint8 (N, C, H, W) with square images (H == W), `labels` int64 (N,) indexing
     `classes`, and `skipped` names the files a source skipped because they could not be read.
+    `origin` says where the images come from (e.g. ``"val/"``, ``"held out of train/"``), so
+    a run can say which folder plays which split.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: list[str]
     skipped: list[str] = field(default_factory=list)
+    origin: str = ""
 
     def __post_init__(self) -> None:
         x, y = self.images, self.labels
@@ -67,8 +70,8 @@ class ImageArrays:
     def subset(self, index: torch.Tensor | slice) -> ImageArrays:
         """Return the images and labels selected by `index` (indices, a boolean mask or a slice).
 
-        The result owns contiguous copies of the selected rows; classes and skipped names are
-        carried over unchanged.
+        The result owns contiguous copies of the selected rows; classes, skipped names and the
+        origin are carried over unchanged.
         """
         if isinstance(index, slice):
             images, labels = self.images[index], self.labels[index]
@@ -76,7 +79,7 @@ class ImageArrays:
             index = torch.as_tensor(index, device=self.images.device)
             index = index.nonzero().flatten() if index.dtype == torch.bool else index.to(torch.int64)
             images, labels = self.images.index_select(0, index), self.labels.index_select(0, index)
-        return ImageArrays(images.contiguous(), labels.contiguous(), list(self.classes), list(self.skipped))
+        return ImageArrays(images.contiguous(), labels.contiguous(), list(self.classes), list(self.skipped), self.origin)
 
 
 def stratified_holdout(
@@ -140,7 +143,9 @@ def train_val_split(
     val_fraction=0 gives an empty validation set.
     """
     keep, hold = stratified_holdout(arrays.labels, val_fraction, seed)
-    return arrays.subset(keep), arrays.subset(hold)
+    val = arrays.subset(hold)
+    val.origin = f"{val_fraction:.0%} held out of {arrays.origin or 'train'}"
+    return arrays.subset(keep), val
 
 
 def channel_stats(arrays: ImageArrays) -> tuple[list[float], list[float]]:

@@ -16,7 +16,7 @@ from safetensors.torch import save_file as st_save_file
 
 from lenet2vit.data.arrays import ImageArrays
 
-FORMAT_VERSION = 2  # bump when decoding changes, so old cache files are not used (2: EXIF rotation, torchvision sizes)
+FORMAT_VERSION = 3  # bump when decoding changes, so old cache files are not used (3: EXIF rotation, torchvision sizes, origin)
 
 
 def resolve_cache_dir(cache_dir: str | Path | None) -> Path:
@@ -50,7 +50,8 @@ def load_cached(path: Path) -> ImageArrays | None:
         meta = json.loads(data[8 : 8 + n])["__metadata__"]
         tensors = st_load(data)
         arrays = ImageArrays(
-            tensors["images"], tensors["labels"], json.loads(meta["classes"]), json.loads(meta["skipped"])
+            tensors["images"], tensors["labels"], json.loads(meta["classes"]), json.loads(meta["skipped"]),
+            meta.get("origin", ""),
         )
         if meta["format"] != str(FORMAT_VERSION) or meta["crc32"] != _crc(arrays):
             raise ValueError("format version or checksum differs")
@@ -70,6 +71,7 @@ def save_cached(path: Path, arrays: ImageArrays) -> None:
         "format": str(FORMAT_VERSION),
         "classes": json.dumps(arrays.classes),
         "skipped": json.dumps(arrays.skipped),
+        "origin": arrays.origin,
         "crc32": _crc(arrays),
     }
     tmp = None

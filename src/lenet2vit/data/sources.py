@@ -149,7 +149,7 @@ def _resize_all(arrays: ImageArrays, size: int) -> ImageArrays:
     if arrays.image_size == size:
         return arrays
     images = torch.cat([fit_square(chunk, size) for chunk in arrays.images.split(1024)])
-    return ImageArrays(images, arrays.labels, arrays.classes, arrays.skipped)
+    return ImageArrays(images, arrays.labels, arrays.classes, arrays.skipped, arrays.origin)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,6 +162,15 @@ class _Layout:
     prefix: str  # where inside the tree the data sits ("" = the top)
     has_test: bool  # folder: a test/ split exists (otherwise test is held out of train)
     flat: bool  # folder: class folders sit right in `prefix`, with no train/ level
+    has_val: bool = False  # folder: a val/ split exists: the test split without test/ (ImageNet's
+    #                        train/ + val/), the validation split beside test/
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """Which folder plays which split (a folder layout with a train/ level)."""
+        if self.has_test:
+            return {"train": "train", "test": "test", **({"val": "val"} if self.has_val else {})}
+        return {"train": "train", "test": "val"} if self.has_val else {"train": "train"}
 
 
 def _detect_layout(dataset: str, tree: Tree, where: str) -> _Layout:
@@ -175,7 +184,7 @@ def _detect_layout(dataset: str, tree: Tree, where: str) -> _Layout:
         if dataset == "cifar10" and tree.isfile(_join(p, "data_batch_1")) and tree.isfile(_join(p, "test_batch")):
             return _Layout("batches", p, True, False)
         if tree.isdir(_join(p, "train")):
-            return _Layout("folder", p, tree.isdir(_join(p, "test")), False)
+            return _Layout("folder", p, tree.isdir(_join(p, "test")), False, tree.isdir(_join(p, "val")))
     if dataset == "cifar10":
         raise DataError(
             f"no CIFAR-10 data in {where}: expected cifar-10-batches-py (data_batch_1..5, test_batch) "
@@ -226,7 +235,9 @@ def _decode_folder(
             f"none of the {len(entries)} image files in {d or '.'} of {where} could be read "
             f"(e.g. {skipped[0]}); check that they are images"
         )
-    return ImageArrays(images, labels, classes, skipped)
+    inside = d[len(layout.prefix) + 1:] if layout.prefix and d.startswith(layout.prefix + "/") else d
+    return ImageArrays(images, labels, classes, skipped, f"{inside}/" if inside and inside != layout.prefix else
+                       "the class folders")
 
 
 def _build_tree(
@@ -234,10 +245,12 @@ def _build_tree(
 ) -> dict[str, ImageArrays]:
     if layout.kind == "batches":
         out = {s: _read_batches(tree, layout.prefix, s, where) for s in SPLITS}
+        for s, a in out.items():
+            a.origin = "test_batch" if s == "test" else "data_batch_1..5"
         return {s: _resize_all(a, image_size) if image_size else a for s, a in out.items()}
-    if dataset == "cifar10" and not layout.has_test:
+    if dataset == "cifar10" and not (layout.has_test or layout.has_val):
         raise DataError(
-            f"{where} has train/ but no test/ folder; CIFAR-10 needs both "
+            f"{where} has train/ but no test/ folder (nor val/); CIFAR-10 needs both "
             "(use dataset 'folder' to hold a test split out of train/)"
         )
     train_dir = layout.prefix if layout.flat else _join(layout.prefix, "train")
@@ -250,20 +263,26 @@ def _build_tree(
     args = (strict, progress)
     desc = f"decoding {dataset} train"
     train = _decode_folder(tree, layout, train_dir, classes, image_size, *args, desc, where)
-    if not layout.has_test:
+    if not (layout.has_test or layout.has_val):
         keep, hold = stratified_holdout(train.labels, HOLDOUT_FRACTION, HOLDOUT_SEED)
-        return {"train": train.subset(keep), "test": train.subset(hold)}
-    test_dir = _join(layout.prefix, "test")
-    extra = sorted(set(_class_folders(tree, test_dir, where)) - set(classes))
-    if extra:
-        raise DataError(
-            f"test/ in {where} has class folder(s) {', '.join(extra)} that train/ lacks; "
-            "use the same class folders in both"
-        )
-    # the test split takes the training size, so both splits fit one model
-    desc = f"decoding {dataset} test"
-    test = _decode_folder(tree, layout, test_dir, classes, train.image_size, *args, desc, where)
-    return {"train": train, "test": test}
+        test = train.subset(hold)
+        test.origin = f"{HOLDOUT_FRACTION:.0%} held out of {train.origin}"
+        return {"train": train.subset(keep), "test": test}
+    out = {"train": train}
+    for split, folder in layout.roles.items():
+        if split == "train":
+            continue
+        d = _join(layout.prefix, folder)
+        extra = sorted(set(_class_folders(tree, d, where)) - set(classes))
+        if extra:
+            raise DataError(
+                f"{folder}/ in {where} has class folder(s) {', '.join(extra)} that train/ lacks; "
+                "use the same class folders in both"
+            )
+        # the other splits take the training size, so every split fits one model
+        desc = f"decoding {dataset} {folder}"
+        out[split] = _decode_folder(tree, layout, d, classes, train.image_size, *args, desc, where)
+    return out
 
 
 def _keep_member(name: str) -> bool:
@@ -282,7 +301,8 @@ class _Source:
             self.layout = _detect_layout(dataset, self.tree, self.where)
             self.key: dict[str, Any] = {
                 "path": str(path),
-                "layout": [self.layout.kind, self.layout.prefix, self.layout.has_test, self.layout.flat],
+                "layout": [self.layout.kind, self.layout.prefix, self.layout.has_test, self.layout.flat,
+                           self.layout.has_val],
                 "stat": self.tree.stat_key(self._key_paths()),
             }
         else:
@@ -300,7 +320,7 @@ class _Source:
         if lay.flat:
             splits = [lay.prefix]
         else:
-            splits = [_join(lay.prefix, s) for s in SPLITS if tree.isdir(_join(lay.prefix, s))]
+            splits = [_join(lay.prefix, s) for s in (*SPLITS, "val") if tree.isdir(_join(lay.prefix, s))]
         paths = [lay.prefix] + splits
         for d in splits:
             paths += [_join(d, c) for c in tree.listdir(d) if tree.isdir(_join(d, c))]
@@ -381,7 +401,7 @@ def _digits(image_size: int | None) -> ImageArrays:
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < 8)
     images = x.round_().clamp_(0, 255).to(torch.uint8)
     labels = torch.from_numpy(np.asarray(d.target, dtype=np.int64))
-    return ImageArrays(images, labels, [str(i) for i in range(10)])
+    return ImageArrays(images, labels, [str(i) for i in range(10)], origin="scikit-learn's digits")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,27 +431,32 @@ def _load(
 ) -> dict[str, ImageArrays]:
     name = canonical_dataset(dataset)
     for s in splits:
-        if s not in SPLITS:
-            raise DataError(f"unknown split {s!r}; use 'train' or 'test' (train_val_split makes a validation set)")
+        if s not in (*SPLITS, "val"):
+            raise DataError(f"unknown split {s!r}; use 'train' or 'test' (load_train_val_test gives the validation split)")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise DataError(f"image_size must be a positive integer, got {image_size!r}; pass e.g. 224 or None")
     if name == "digits":
         full = _digits(image_size)
         keep, hold = stratified_holdout(full.labels, HOLDOUT_FRACTION, HOLDOUT_SEED)
-        return {s: full.subset(keep if s == "train" else hold) for s in splits}
+        out = {"train": full.subset(keep), "test": full.subset(hold)}
+        out["test"].origin = f"{HOLDOUT_FRACTION:.0%} held out of {full.origin}"
+        return {s: out[s] for s in splits if s in out}
 
     cache_root = resolve_cache_dir(cache_dir)
     path = _locate(name, data_dir, download, cache_root)
     source = _Source(name, path)
     key = {**source.key, "image_size": image_size}
-    files = {s: cache_file(cache_root, name, s, key) for s in SPLITS}
+    every = (*SPLITS, "val")  # val: a source's own validation folder (empty when it has none)
+    files = {s: cache_file(cache_root, name, s, key) for s in every}
     results = {s: load_cached(files[s]) for s in splits}
     if any(a is None for a in results.values()):
         built = source.build(image_size, strict, progress)
-        for s in SPLITS:  # the other split comes with the same decoding pass: keep it too
-            save_cached(files[s], built[s])
-        results = {s: built[s] for s in splits}
-    out = {s: a for s, a in results.items() if a is not None}
+        train = built["train"]
+        none = ImageArrays(train.images[:0], train.labels[:0], train.classes)
+        for s in every:  # the other splits come with the same decoding pass: keep them too
+            save_cached(files[s], built.get(s, none))
+        results = {s: built.get(s, none) for s in splits}
+    out = {s: a for s, a in results.items() if a is not None and (s != "val" or len(a))}
     _report_skipped(out, strict, f"{name} at {path}")
     return out
 
@@ -464,6 +489,8 @@ def load_split(
     Decoded arrays are cached under cache_dir (default $LENET2VIT_CACHE or
     ~/.cache/lenet2vit), keyed by the source's path, size and mtime, the split and image_size.
     """
+    if split not in SPLITS:  # a folder's own val/ comes with load_train_val_test
+        raise DataError(f"unknown split {split!r}; use 'train' or 'test' (load_train_val_test gives the validation split)")
     return _load(dataset, data_dir, (split,), image_size, cache_dir, download, strict, progress)[split]
 
 
@@ -483,16 +510,28 @@ def load_train_val_test(
     """Load (train, val, test): val is a stratified `val_fraction` of train fixed by `seed`.
 
     The test split is the source's own (see load_split) and never touched by the validation
-    split. `limit` is for quick runs: train keeps a class-balanced, seeded random subset of at
-    most `limit` images (taken before the validation split) and test one of at most
-    max(limit // 5, 1) images, the usual 5:1 ratio of train to test.
+    split. A folder with train/, val/ and test/ gives its own val/ as the validation split
+    (`val_fraction` is then not used); with train/ and val/ only, val/ is the test split
+    (ImageNet's convention). Each split's ``origin`` names the folder it comes from.
+    `limit` is for quick runs: train keeps a class-balanced, seeded random subset of at most
+    `limit` images (taken before the validation split) and test (and a folder's own val) one
+    of at most max(limit // 5, 1) images, the usual 5:1 ratio of train to test.
     """
     if limit is not None and limit < 1:
         raise DataError(f"limit must be a positive number of images, got {limit}; pass e.g. 5000 or None")
-    parts = _load(dataset, data_dir, SPLITS, image_size, cache_dir, download, strict, progress)
-    train, test = parts["train"], parts["test"]
+    parts = _load(dataset, data_dir, (*SPLITS, "val"), image_size, cache_dir, download, strict, progress)
+    train, test, own_val = parts["train"], parts["test"], parts.get("val")
     if limit is not None:
         train = train.subset(balanced_subset(train.labels, limit, seed))
         test = test.subset(balanced_subset(test.labels, max(limit // 5, 1), seed))
+        if own_val is not None:
+            own_val = own_val.subset(balanced_subset(own_val.labels, max(limit // 5, 1), seed))
+    if own_val is not None:
+        return train, own_val, test
     train, val = train_val_split(train, val_fraction, seed)
     return train, val, test
+
+
+def split_roles(train: ImageArrays, val: ImageArrays, test: ImageArrays) -> dict[str, str]:
+    """``{"train": "train/", "val": "10% held out of train/", "test": "val/"}``: where each split comes from."""
+    return {"train": train.origin, "val": val.origin, "test": test.origin}

@@ -137,6 +137,7 @@ def _check_protocol(out: Path, new: dict) -> None:
         return
     diffs = diff_protocols(json.loads(path.read_text()), new,
                            keys=("model", "model_kwargs", "num_classes", "in_chans", "input_size", "dataset", "train"))
+    diffs = [d for d in diffs if not d.startswith("dataset.roles")]  # a description, recorded since runs began
     if diffs:
         raise RunError(
             f"{out} already holds a run with another protocol ({'; '.join(diffs[:4])}). "
@@ -194,6 +195,8 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
     if data is None:
         data = prepare_data(dataset, data_dir, cfg, download=download, strict=strict, progress=progress)
     train, val, test = data
+    log("data: " + ", ".join(f"{split} {len(a)} images from {a.origin}" for split, a in
+                             (("train", train), ("val", val), ("test", test)) if a.origin))
     cfg, fitted = cfg.fit_to_data(len(train))
     if fitted:
         log(f"protocol: {fitted}")
@@ -309,6 +312,8 @@ def _pca_stats(cfg: TrainConfig, train) -> dict | None:
 def _run_config(requested: str, name: str, kwargs: dict, size: int, mean, std, pca, cfg: TrainConfig, data, dataset,
                 data_dir, pretrained, init_from) -> dict:
     """What ``config.json`` says of the run (:mod:`lenet2vit.engine.run_folder`)."""
+    from lenet2vit.data import split_roles
+
     train, val, test = data
     return {
         "model": name,
@@ -327,6 +332,7 @@ def _run_config(requested: str, name: str, kwargs: dict, size: int, mean, std, p
             "image_size": train.image_size,
             "train": len(train), "val": len(val), "test": len(test),
             "val_fraction": cfg.val_fraction, "limit": cfg.limit, "split_seed": SPLIT_SEED,
+            "roles": split_roles(train, val, test),  # which folder plays which split
         },
         "skipped_files": len(getattr(train, "skipped", [])) + len(getattr(test, "skipped", [])),
         "train": cfg.to_dict(),
