@@ -210,3 +210,22 @@ def test_cuda_loader_gives_the_cpu_batches():
     cpu = batches(plain(a, **kw))
     gpu = [(x.cpu(), y.cpu()) for x, y in batches(plain(a, device="cuda", **kw))]
     assert all(torch.equal(y1, y2) and torch.allclose(x1, x2) for (x1, y1), (x2, y2) in zip(cpu, gpu))
+
+
+def test_ranks_share_out_exactly_the_batches_of_one_process_with_every_augmentation():
+    """N ranks' shares, put side by side, are one process's batch: crops, flips and the paper recipes' draws."""
+    from lenet2vit.data import PaperAugment
+
+    a = identified(64, 8)
+    kw = dict(batch_size=16, shuffle=True, seed=5, mean=(0.5,) * 3, std=(0.25,) * 3, drop_last=True,
+              augment=Augment(2, True), paper_augment=PaperAugment(rescale=1.25, pca_lighting=0.1,
+                                                                  eigvals=(0.2, 0.02, 0.005),
+                                                                  eigvecs=((0.58, -0.81, 0.1), (0.58, 0.4, -0.7),
+                                                                           (0.57, 0.42, 0.7))))
+    one = [b for b in DeviceLoader(a, **kw)]
+    ranks = [[b for b in DeviceLoader(a, **kw, rank=r, world_size=2)] for r in range(2)]
+    assert len(one) == len(ranks[0]) == len(ranks[1]) == 4
+    for (x, y), (x0, y0), (x1, y1) in zip(one, *ranks):
+        assert len(y0) == len(y1) == 8 and torch.equal(torch.cat([y0, y1]), y)
+        assert torch.equal(torch.cat([x0, x1]), x)  # the same pixels: no rank repeats another's draws
+    assert not torch.equal(ranks[0][0][0], ranks[1][0][0])

@@ -88,8 +88,8 @@ class DeviceLoader:
             raise DataError(f"std must be positive, got {s.tolist()}; pass the per-channel standard deviation")
         self._scale, self._shift = (t.to(self.device) for t in normalisation(m.tolist(), s.tolist()))
         # Distributed training: `batch_size` is the global batch; every rank draws the same
-        # permutation and augmentation and keeps its contiguous share of each batch, so N ranks
-        # see exactly the batches one process would. Shuffled (training) passes drop the last
+        # permutation and augmentation (the paper recipes' too) for the whole batch and keeps its
+        # contiguous share of it, so N ranks see exactly the batches one process would. Shuffled (training) passes drop the last
         # partial batch then, so every rank has the same number of steps.
         if not 0 <= int(rank) < int(world_size):
             raise DataError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
@@ -136,9 +136,10 @@ class DeviceLoader:
                     at = idx if perm is not None else torch.arange(i * b, i * b + x.shape[0], device=self.device)
                     flips = self._flip_base[at] ^ bool(epoch % 2)
                 x = augment_batch(x, self.augment, g, flips)
-            if self.world_size > 1:
+            x = self._prepare(x, g)
+            if self.world_size > 1:  # after every random draw: rank r gets its share of one process's batch
                 x, y = self._shard(x), self._shard(y)
-            yield self._prepare(x, g), y
+            yield x, y
 
     def _shard(self, t: torch.Tensor) -> torch.Tensor:
         n = math.ceil(t.shape[0] / self.world_size)
