@@ -28,7 +28,7 @@ from lenet2vit.errors import UserError
 
 __all__ = [
     "DeviceError", "resolve_device", "resolve_amp", "amp_name", "autocast", "cpu_has_fast_bf16", "use_channels_last",
-    "resolve_compile", "dist_info", "init_distributed", "reset_peak_memory", "peak_memory_mb",
+    "resolve_compile", "set_deterministic", "dist_info", "init_distributed", "reset_peak_memory", "peak_memory_mb",
     "environment", "git_state", "provenance", "cpu_model", "LoadMeter", "LOADED_CPUS",
 ]
 
@@ -109,6 +109,23 @@ def resolve_compile(setting: bool | None, device: torch.device) -> bool:
     import importlib.util
 
     return device.type == "cuda" and importlib.util.find_spec("triton") is not None
+
+
+def set_deterministic(on: bool) -> None:
+    """Make every kernel deterministic (``--deterministic``), or leave PyTorch's fast defaults.
+
+    Turns on ``torch.use_deterministic_algorithms`` (an op with no deterministic kernel then
+    raises instead of running), cuDNN's deterministic algorithms without benchmarking, and the
+    cuBLAS workspace setting that deterministic matrix products need on CUDA. It costs speed on
+    GPUs (cuDNN cannot pick its fastest algorithm; scatter-adds serialise); on a CPU, where the
+    kernels are deterministic already, it changes nothing measurable.
+    """
+    if not on:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 # ----------------------------------------------------------------------------- processes

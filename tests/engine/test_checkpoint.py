@@ -39,6 +39,17 @@ def test_checkpoint_roundtrip_restores_model_optimizer_and_rng(tmp_path):
         assert i == j and torch.equal(a["momentum_buffer"], b["momentum_buffer"])
 
 
+def test_every_cuda_generator_state_round_trips_in_device_order(tmp_path):
+    model, opt = _model_and_optimizer()
+    states = [torch.randint(0, 256, (16,), dtype=torch.uint8, generator=torch.Generator().manual_seed(i))
+              for i in range(12)]  # twelve devices: "rng.cuda.10" must not sort before "rng.cuda.2"
+    save_checkpoint(tmp_path / "c.safetensors", model.state_dict(), opt.state_dict(), {}, cuda_rng_states=states)
+    got = load_checkpoint(tmp_path / "c.safetensors")["cuda_rng"]
+    assert len(got) == 12 and all(torch.equal(a, b) for a, b in zip(got, states))
+    save_checkpoint(tmp_path / "d.safetensors", model.state_dict(), opt.state_dict(), {})
+    assert load_checkpoint(tmp_path / "d.safetensors")["cuda_rng"] is None
+
+
 def test_failed_write_leaves_previous_file_intact(tmp_path, monkeypatch):
     path = tmp_path / "results.json"
     atomic_write_json(path, {"v": 1})

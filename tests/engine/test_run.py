@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -94,6 +95,39 @@ def test_resume_equals_uninterrupted(tmp_path):
             assert torch.equal(a[k], b[k]), k
     assert resumed["test_top1"] == full["test_top1"]
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resume_on_cuda_equals_uninterrupted(tmp_path):
+    """Dropout draws from the CUDA generator: its state must come back with the checkpoint."""
+    cfg = CFG.replace(device="cuda", deterministic=True)
+    full = train_run("tiny_run_net", out=tmp_path / "full", cfg=cfg, data=data(), progress=False, log=lambda s: None)
+    train_run("tiny_run_net", out=tmp_path / "part", cfg=cfg, data=data(), progress=False, log=lambda s: None,
+              stop_after_epochs=2)
+    torch.cuda.manual_seed_all(12345)  # a resuming process starts with another CUDA generator state
+    resumed = train_run("tiny_run_net", out=tmp_path / "part", cfg=cfg, data=data(), progress=False, log=lambda s: None)
+    a = load_file(str(tmp_path / "full" / "checkpoint.safetensors"))
+    b = load_file(str(tmp_path / "part" / "checkpoint.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model."))
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
+
+
+def test_deterministic_flag_sets_the_deterministic_kernels(monkeypatch):
+    from lenet2vit.runtime import set_deterministic
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+              torch.backends.cudnn.deterministic)
+    try:
+        set_deterministic(False)
+        assert not torch.are_deterministic_algorithms_enabled()
+        set_deterministic(True)
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert not torch.backends.cudnn.benchmark and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1], before[2]
 
 
 def test_changed_protocol_in_same_folder_is_refused(tmp_path):

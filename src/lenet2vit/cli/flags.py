@@ -109,6 +109,7 @@ HELP = {
     "channels_last": "memory layout (auto: channels_last for CNNs)",
     "compile": "torch.compile the model (default: on CUDA only)",
     "sync_bn": "distributed (torchrun): synchronise BatchNorm statistics across processes",
+    "deterministic": "deterministic kernels (cuDNN, cuBLAS, torch.use_deterministic_algorithms); slower on GPUs",
     "nonfinite": "on a NaN/inf loss: stop (default) or skip the batch",
     "form": "auto: the CIFAR form (3x3 stem, no early pooling) for images <= 64px (seed-paper: imagenet)",
 }

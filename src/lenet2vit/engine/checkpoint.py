@@ -159,14 +159,22 @@ def save_checkpoint(
     rng_state: torch.Tensor | None = None,
     scaler_state: dict | None = None,
     ema_state: dict[str, torch.Tensor] | None = None,
+    cuda_rng_states: list[torch.Tensor] | None = None,
 ) -> None:
-    """Write one resumable checkpoint file atomically."""
+    """Write one resumable checkpoint file atomically.
+
+    ``rng_state`` is the CPU generator's state, ``cuda_rng_states`` every CUDA device's
+    (``torch.cuda.get_rng_state_all()``): dropout and any other random op on a GPU resume
+    where they stopped.
+    """
     tensors = {f"model.{k}": v for k, v in model_state.items()}
     tensors.update({f"ema.{k}": v for k, v in (ema_state or {}).items()})
     opt_tensors, opt_meta = _flatten_optimizer(optimizer_state)
     tensors.update(opt_tensors)
     if rng_state is not None:
         tensors["rng.cpu"] = rng_state
+    for i, state in enumerate(cuda_rng_states or []):
+        tensors[f"rng.cuda.{i}"] = state
     meta = dict(extra, optimizer=opt_meta, scaler=scaler_state)
     tensors = _cpu_contiguous(tensors)
     metadata = {"lenet2vit": json.dumps(meta, default=_json_default)}
@@ -176,7 +184,8 @@ def save_checkpoint(
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
-    Returns ``{"model": state_dict, "optimizer": state_dict, "rng": tensor|None, **extra}``.
+    Returns ``{"model": state_dict, "optimizer": state_dict, "rng": tensor|None,
+    "cuda_rng": [tensor, ...]|None, **extra}``.
     """
     try:
         tensors = load_file(str(path))
@@ -191,6 +200,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     out["model"] = model
     out["optimizer"] = _unflatten_optimizer(opt, meta["optimizer"])
     out["rng"] = tensors.get("rng.cpu")
+    cuda = sorted((int(k.rsplit(".", 1)[1]), v) for k, v in tensors.items() if k.startswith("rng.cuda."))
+    out["cuda_rng"] = [v for _, v in cuda] or None
     out["ema"] = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")} or None
     return out
 

@@ -78,6 +78,7 @@ class TrainConfig:
     channels_last: str = "auto"  # "auto" | "on" | "off"
     compile: bool | None = None  # torch.compile; None: on for CUDA (where it pays), off elsewhere
     sync_bn: bool = False  # distributed: synchronise BatchNorm statistics across processes
+    deterministic: bool = False  # deterministic kernels everywhere (slower on GPUs): runtime.set_deterministic
     nonfinite: str = "stop"  # "stop" | "skip": what a NaN/inf loss does
     form: str = "auto"  # the architecture's form: auto (the CIFAR form for images <= 64 px), imagenet, cifar
 

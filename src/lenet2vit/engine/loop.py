@@ -372,6 +372,10 @@ def _resume(ckpt_path: Path, model, optimizer, scheduler, scaler, ema, state: Fi
         scaler.load_state_dict(ck["scaler"])
     if ck["rng"] is not None:
         torch.set_rng_state(ck["rng"])
+    if ck.get("cuda_rng") and torch.cuda.is_available():
+        states = ck["cuda_rng"][: torch.cuda.device_count()]
+        for i, st in enumerate(states):
+            torch.cuda.set_rng_state(st, i)
     if ema is not None and ck.get("ema"):
         ema.load_state_dict(ck["ema"])
     for k, v in ck["fit_state"].items():
@@ -506,6 +510,7 @@ def fit(
                 optimizer.state_dict(),
                 {"scheduler": scheduler.state_dict(), "fit_state": state.__dict__, "config": cfg.to_dict()},
                 rng_state=torch.get_rng_state(),
+                cuda_rng_states=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 scaler_state=scaler.state_dict() if scaler is not None else None,
                 ema_state=ema.state_dict() if ema is not None else None,
             )

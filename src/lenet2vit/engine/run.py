@@ -41,6 +41,7 @@ from lenet2vit.runtime import (
     reset_peak_memory,
     resolve_amp,
     resolve_device,
+    set_deterministic,
     use_channels_last,
 )
 from lenet2vit.weights import PUBLISHED, load_weights, published_state_dict, read_state_dict
@@ -205,6 +206,7 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
     size, why = choose_input_size(name, train.image_size, input_size)
     log(f"input: {why}" + (f", resized from {train.image_size}px on the fly" if size != train.image_size else ""))
     device = init_distributed(cfg.device) or resolve_device(cfg.device)
+    set_deterministic(cfg.deterministic)
     rank, world = dist_info()
     if rank != 0:
         log = lambda s: None  # noqa: E731  (only rank 0 speaks and writes)

@@ -56,7 +56,7 @@ CONFIG, BEST, CHECKPOINT, RESULTS = "config.json", "best.safetensors", "checkpoi
 MODEL_KEYS = ("model", "model_kwargs", "num_classes", "in_chans", "input_size", "mean", "std", "classes")
 
 # Settings that change how fast a run goes, not what it computes: a run may resume with others.
-NOT_PROTOCOL = frozenset({"device", "compile", "eval_batch_size", "nonfinite"})
+NOT_PROTOCOL = frozenset({"device", "compile", "eval_batch_size", "nonfinite", "deterministic"})
 
 
 class RunError(UserError, ValueError):
