@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn as nn
 
-from lenet2vit.explain.methods import ExplainError, _batch1, _device, upsample
+from lenet2vit.explain.methods import ExplainError, as_batch, model_device, upsample
 
 __all__ = [
     "attention_modules",
@@ -92,10 +92,10 @@ def record_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
 @torch.no_grad()
 def all_attention(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """Every block's attention for one image: a list of ``(heads, N, N)`` CPU tensors."""
-    x = _batch1(x)
+    x = as_batch(x)
     model.eval()
     with record_attention(model) as maps:
-        model(x.to(_device(model)))
+        model(x.to(model_device(model)))
     return [m[0].float().cpu() for m in maps]
 
 

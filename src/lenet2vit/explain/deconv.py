@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.grad import conv2d_input
 
-from lenet2vit.explain.methods import ExplainError, _device
+from lenet2vit.explain.methods import ExplainError, model_device
 
 __all__ = ["deconv", "DeconvResult", "deconv_layers", "receptive_field"]
 
@@ -173,7 +173,7 @@ def deconv(model: nn.Module, x: torch.Tensor, layer: str, top: int = 9) -> Decon
         x = x.unsqueeze(0)
     layers = deconv_layers(model, layer)
     model.eval()
-    x = x.to(_device(model))
+    x = x.to(model_device(model))
     act, tape = _forward(layers, x)  # (B, C, h, w)
     if act.ndim != 4:
         raise ExplainError(f"layer {layer!r} gives no spatial maps; pick a convolutional layer")

@@ -57,7 +57,7 @@ class ExplainError(UserError, ValueError):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _batch1(x: torch.Tensor) -> torch.Tensor:
+def as_batch(x: torch.Tensor) -> torch.Tensor:
     if x.ndim == 3:
         x = x.unsqueeze(0)
     if x.ndim != 4 or x.shape[0] != 1:
@@ -65,7 +65,7 @@ def _batch1(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 
@@ -119,7 +119,7 @@ def upsample(m: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Class probabilities ``(N, classes)`` of a normalised batch (model in eval mode)."""
     model.eval()
-    dev = _device(model)
+    dev = model_device(model)
     return torch.cat([F.softmax(model(x[i:i + batch_size].to(dev)).float(), dim=1).cpu()
                       for i in range(0, len(x), batch_size)])
 
@@ -196,11 +196,11 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, top: int = 16, p
     out on their square grid after dropping ``prefix`` class tokens). Returns
     :class:`FeatureMaps`, sorted strongest first.
     """
-    x = _batch1(x)
+    x = as_batch(x)
     module = get_layer(model, layer)
     model.eval()
     with capture(module) as store:
-        model(x.to(_device(model)))
+        model(x.to(model_device(model)))
     if "out" not in store:
         raise ExplainError(f"layer {layer!r} did not run in the forward pass; pick another layer")
     a = tokens_to_grid(store["out"].detach(), prefix)[0].float().cpu()  # (C, h, w)
@@ -237,14 +237,14 @@ def occlusion(
     ``p(target | image) - p(target | occluded image)`` over the patches that cover it.
     ``target`` defaults to the predicted class. The occluded copies run ``batch_size`` at once.
     """
-    x = _batch1(x)
+    x = as_batch(x)
     _, _, H, W = x.shape
     if not 1 <= patch <= min(H, W):
         raise ExplainError(f"occlusion patch {patch} does not fit a {H}x{W} image; pick 1..{min(H, W)}")
     if stride < 1:
         raise ExplainError(f"occlusion stride must be >= 1, got {stride}")
     model.eval()
-    dev = _device(model)
+    dev = model_device(model)
     x = x.to(dev)
     base = F.softmax(model(x).float(), dim=1)[0]
     if target is None:
@@ -309,7 +309,7 @@ def default_gradcam_layer(model: nn.Module, x: torch.Tensor) -> str:
     handles = [m.register_forward_hook(hook) for m in names]
     try:
         model.eval()
-        model(_batch1(x).to(_device(model)))
+        model(as_batch(x).to(model_device(model)))
     finally:
         for h in handles:
             h.remove()
@@ -333,11 +333,11 @@ def gradcam(
     :func:`default_gradcam_layer`; ``target`` to the predicted class. Token outputs of a
     transformer layer are laid out on their grid first. Values are not rescaled.
     """
-    x = _batch1(x)
+    x = as_batch(x)
     model.eval()
     name = layer or default_gradcam_layer(model, x)
     module = get_layer(model, name)
-    dev = _device(model)
+    dev = model_device(model)
     with torch.enable_grad(), capture(module) as store:
         xin = x.to(dev).detach().requires_grad_(True)  # keeps a graph even when weights are frozen
         logits = model(xin)
