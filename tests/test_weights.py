@@ -108,7 +108,8 @@ def test_imagenet_weights_come_from_torchvisions_api_once_and_match_its_model(hu
     from lenet2vit.weights import published_state_dict
 
     calls, served, home = hub
-    sd, what = published_state_dict("resnet18")
+    sd, what, source = published_state_dict("resnet18")
+    assert source == "torchvision"
     assert calls == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"] and "IMAGENET1K_V1" in what
     assert (home / "hub" / "checkpoints" / "resnet18-f37072fd.pth").is_file()
     published_state_dict("resnet18")
@@ -142,7 +143,7 @@ def test_imagenet_weights_offline_is_one_line_that_says_what_to_do(monkeypatch, 
 def test_imagenet_weights_for_a_model_torchvision_does_not_publish_are_refused():
     from lenet2vit.weights import published_state_dict
 
-    with pytest.raises(WeightsError, match="torchvision publishes no ImageNet weights for resnet18_cifar"):
+    with pytest.raises(WeightsError, match="torchvision and timm publish no ImageNet weights for resnet18_cifar"):
         published_state_dict("resnet18_cifar")
     with pytest.raises(WeightsError, match="unknown published weights"):
         published_state_dict("resnet18", "imagenet22k")
@@ -183,3 +184,51 @@ def test_cli_pretrained_imagenet_offline_prints_one_error_line(monkeypatch, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: could not download") and "--pretrained PATH" in err[0]
     assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
+
+
+def test_imagenet_weights_of_a_timm_reference_come_from_timm_and_match_its_model(monkeypatch, tmp_path):
+    """``--pretrained imagenet`` for ViT-Ti: timm's pretrained model, with only the hub download mocked."""
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+    from timm.models import _hub
+
+    from lenet2vit.weights import published_state_dict
+
+    calls: list[tuple[str, str]] = []
+    torch.manual_seed(0)
+    served = timm.create_model("vit_tiny_patch16_224", pretrained=False).eval()
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in served.state_dict().items()}, str(path))
+
+    def download(repo_id, filename, **kw):
+        calls.append((repo_id, filename))
+        return str(path)
+
+    monkeypatch.setattr(_hub, "hf_hub_download", download)
+    sd, what, source = published_state_dict("vit_ti_16")
+    assert source == "timm" and calls and calls[0][0] == "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k"
+    assert "huggingface.co/timm/vit_tiny_patch16_224" in what
+    ours = create_model("vit_ti_16").eval()
+    load_weights(ours, sd, source="timm")
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), served(x), atol=1e-4)
+
+
+def test_imagenet_weights_of_a_timm_reference_offline_is_one_line(monkeypatch):
+    pytest.importorskip("timm")
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    from timm.models import _hub
+
+    from lenet2vit.weights import published_state_dict
+
+    def offline(repo_id, filename, **kw):  # what the hub raises offline, once its own cache has nothing
+        raise LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub and we cannot "
+                                      "find the requested files in the local cache.\nCheck your connection.")
+
+    monkeypatch.setattr(_hub, "hf_hub_download", offline)
+    with pytest.raises(WeightsError) as e:
+        published_state_dict("mobilenet_v1")
+    msg = str(e.value)
+    assert "offline" in msg and "huggingface.co/timm/mobilenetv1_100" in msg and "--pretrained PATH" in msg
+    assert "\n" not in msg

@@ -1,8 +1,9 @@
 """Load weights: torchvision / timm state_dicts, our own checkpoints, or published weights.
 
 A local file (e.g. torchvision's ``resnet18-f37072fd.pth``) is read as it is. ``"imagenet"``
-(:func:`published_state_dict`) asks torchvision's weights API for a model's published ImageNet
-weights, which downloads them once into the torch hub cache. Third-party ``.pth`` files are read with
+(:func:`published_state_dict`) asks the model's reference library for its published ImageNet
+weights: torchvision's weights API (downloaded once into the torch hub cache) or timm's
+pretrained models (downloaded once from the Hugging Face hub into its cache). Third-party ``.pth`` files are read with
 ``torch.load(weights_only=True)``, so loading never unpickles arbitrary objects; our own
 checkpoints are safetensors.
 
@@ -71,24 +72,29 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 PUBLISHED = ("imagenet",)  # names of published weights --pretrained takes besides a file
 
 
-def published_state_dict(model_name: str, which: str = "imagenet") -> tuple[dict[str, torch.Tensor], str]:
-    """The published ImageNet weights of ``model_name``'s reference, through torchvision's weights API.
+def published_state_dict(model_name: str, which: str = "imagenet") -> tuple[dict[str, torch.Tensor], str, str]:
+    """The published ImageNet weights of ``model_name``'s reference: ``(state_dict, description, source)``.
 
-    Returns ``(state_dict, description)``. The file is downloaded once into the torch hub cache
-    (``$TORCH_HOME/hub/checkpoints``) and read from there afterwards. Offline, or for a model
-    torchvision publishes no weights for, raises :class:`WeightsError` with what to do instead.
+    A torchvision reference goes through torchvision's weights API: the file is downloaded once
+    into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and read from there afterwards.
+    A timm reference goes through ``timm.create_model(name, pretrained=True)``, which downloads
+    once from the Hugging Face hub into its cache. ``source`` says whose parameter names the
+    state_dict uses. Offline, without timm, or for a model nobody publishes weights for, raises
+    :class:`WeightsError` with what to do instead.
     """
     from lenet2vit.registry import model_info
 
     if which not in PUBLISHED:
         raise WeightsError(f"unknown published weights {which!r}; choose one of {', '.join(PUBLISHED)} or pass a file")
     info = model_info(model_name)
-    if info.reference is None or info.reference[0] != "torchvision":
+    if info.reference is None or info.reference[0] not in ("torchvision", "timm"):
         raise WeightsError(
-            f"torchvision publishes no ImageNet weights for {model_name}"
+            f"torchvision and timm publish no ImageNet weights for {model_name}"
             + (f" (its reference is {info.reference[0]}'s {info.reference[1]})" if info.reference else "")
             + "; pass a local weights file with --pretrained PATH"
         )
+    if info.reference[0] == "timm":
+        return (*_timm_published(info.reference[1]), "timm")
     import torchvision
 
     weights = torchvision.models.get_model_weights(info.reference[1]).DEFAULT
@@ -100,7 +106,28 @@ def published_state_dict(model_name: str, which: str = "imagenet") -> tuple[dict
             f"could not download {weights} from {weights.url} ({type(e).__name__}: {e}); you seem to be offline. "
             f"Download that file on a machine with internet and pass it with --pretrained PATH"
         ) from None
-    return state_dict, f"torchvision {weights} ({weights.url})"
+    return state_dict, f"torchvision {weights} ({weights.url})", "torchvision"
+
+
+def _timm_published(ref: str) -> tuple[dict[str, torch.Tensor], str]:
+    try:
+        import timm
+    except ImportError:
+        raise WeightsError(f"the published weights of timm's {ref} need timm: pip install timm, or pass a weights "
+                           "file with --pretrained PATH") from None
+    cfg = timm.models.get_pretrained_cfg(ref)
+    where = f"huggingface.co/{cfg.hf_hub_id}" if cfg is not None and cfg.hf_hub_id else (cfg.url if cfg else ref)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            net = timm.create_model(ref, pretrained=True)
+    except (OSError, ValueError) as e:  # no network (requests' errors are OSErrors), or the hub has no file
+        why = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        raise WeightsError(
+            f"could not download timm's {ref} weights from {where} ({why}); you seem to be offline. "
+            f"Download them on a machine with internet (timm.create_model({ref!r}, pretrained=True), then save "
+            f"its state_dict) and pass the file with --pretrained PATH"
+        ) from None
+    return net.state_dict(), f"timm {ref} ({where})"
 
 
 def _guess_source(state_dict: dict[str, torch.Tensor]) -> str:

@@ -58,7 +58,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", help="study folder (default runs/compare-PRESET)")
     p.add_argument("--shard", help="i/n: run only the jobs whose index modulo n is i (merge with `lenet2vit report`)")
     p.add_argument("--pretrained", choices=["imagenet"],
-                   help="start every model from torchvision's published ImageNet weights (downloaded once)")
+                   help="start every model from its reference's published ImageNet weights (torchvision's or timm's, "
+                        "downloaded once)")
     p.add_argument("--pretrained-dir", help="folder of torchvision ImageNet weights (resnet18-*.pth, ...) to start every model from")
     p.add_argument("--input-size", type=positive_int, help="resize inputs to this size on the fly")
     p.add_argument("--no-report", action="store_true", help="skip the plots and report.html at the end")

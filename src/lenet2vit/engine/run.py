@@ -277,8 +277,7 @@ def _build_training_model(name: str, train, kwargs: dict, cfg: TrainConfig, pret
     if pretrained:
         weights, what, source = pretrained, str(pretrained), weights_source
         if str(pretrained) in PUBLISHED:
-            weights, what = published_state_dict(name, str(pretrained))
-            source = "torchvision"
+            weights, what, source = published_state_dict(name, str(pretrained))
         skipped = load_weights(net, weights, source=source, skip_classifier=True)["skipped"]
         log(f"loaded pretrained weights: {what}" + (f" (new classifier: {', '.join(skipped)})" if skipped else ""))
     if init_from:
