@@ -149,6 +149,40 @@ def _split_output(out) -> tuple[torch.Tensor, list[torch.Tensor]]:
     return out, []
 
 
+def _forward_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits and the loss of one batch; auxiliary heads (GoogLeNet) add theirs with ``cfg.aux_weight``."""
+    logits, aux = _split_output(model(x))
+    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    if aux:
+        loss = loss + cfg.aux_weight * sum(F.cross_entropy(a, y, label_smoothing=cfg.label_smoothing) for a in aux)
+    return logits, loss
+
+
+def _update(model: nn.Module, loss: torch.Tensor, optimizer, scaler, grad_clip: float | None) -> None:
+    """One optimizer step from ``loss``: scaled for fp16, with the gradient norm clipped where asked."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        return
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
+def _compile_seconds(step_times: list[float]) -> float:
+    """Time beyond the median step of every step over 5x the median: compiling, not training."""
+    if len(step_times) <= 1:
+        return 0.0
+    median = statistics.median(step_times)
+    return sum(t - median for t in step_times if t > 5 * median)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader,
@@ -185,10 +219,7 @@ def train_one_epoch(
     t0 = last = time.perf_counter()
     for step, (x, y) in enumerate(loader):
         with autocast(device, amp_dtype):
-            logits, aux = _split_output(model(x))
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            if aux:
-                loss = loss + cfg.aux_weight * sum(F.cross_entropy(a, y, label_smoothing=cfg.label_smoothing) for a in aux)
+            logits, loss = _forward_loss(model, x, y, cfg)
         if step % check_every == 0 and not torch.isfinite(loss).item():
             if cfg.nonfinite == "skip":
                 skipped += 1
@@ -201,19 +232,7 @@ def train_one_epoch(
                 f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}. {where}"
                 "Lower --lr, use --amp fp32, or pass --nonfinite skip to skip bad batches."
             )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+        _update(model, loss, optimizer, scaler, cfg.grad_clip)
         scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
@@ -232,12 +251,8 @@ def train_one_epoch(
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    compile_seconds = 0.0
-    if len(step_times) > 1:
-        median = statistics.median(step_times)
-        compile_seconds = sum(t - median for t in step_times if t > 5 * median)
-        seconds -= compile_seconds
+    compile_seconds = _compile_seconds(step_times)
+    seconds = time.perf_counter() - t0 - compile_seconds
     bar.close()
     seen_t = torch.tensor(seen, device=device, dtype=torch.long)
     _all_reduce_sum(loss_sum, correct, seen_t)
