@@ -194,6 +194,68 @@ _PREDICT_DOC = {
 }
 
 
+class _Rejected(Exception):
+    """A request answered with an HTTP error and one message that says what to send instead."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+async def _read_body(request: Request, limit: int, max_upload_mb: float) -> bytes:
+    """The whole request body, refused with 415 unless multipart and with 413 past the limit."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.lower().startswith("multipart/form-data"):
+        raise _Rejected(415, f"expected a multipart/form-data upload with the image in field 'file', "
+                             f"got {ctype.split(';')[0] or 'no content type'}")
+    too_big = f"upload is larger than the {max_upload_mb:g} MB limit; send a smaller image"
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+        raise _Rejected(413, too_big)
+    body = bytearray()
+    async for chunk in request.stream():  # bounded even when no content-length is sent
+        body += chunk
+        if len(body) > limit + MULTIPART_SLACK:
+            raise _Rejected(413, too_big)
+    return bytes(body)
+
+
+def _replay(body: bytes):
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _read_form(form, by_id: dict, served: list, limit: int, max_upload_mb: float) -> dict:
+    """What the upload asks for: the image bytes, the models, top-k, whether to explain, the file name."""
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise _Rejected(400, "no file in the upload; send the image in the multipart field 'file'")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise _Rejected(413, f"upload is larger than the {max_upload_mb:g} MB limit; send a smaller image")
+    if not data:
+        raise _Rejected(400, f"{upload.filename or 'upload'} is empty; choose an image file")
+    declared_type = (upload.content_type or "").split(";")[0].strip().lower()
+    if declared_type and not declared_type.startswith("image/") and declared_type not in GENERIC_TYPES:
+        raise _Rejected(415, f"{upload.filename or 'upload'} is {declared_type}, not an image; "
+                             "choose a JPEG, PNG, BMP, GIF, WebP or TIFF file")
+    wanted = [m.strip() for v in form.getlist("models") if isinstance(v, str) for m in v.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in by_id]
+    if unknown:
+        raise _Rejected(404, f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(by_id)}")
+    try:
+        k = int(form.get("topk") or 5)
+    except (TypeError, ValueError):
+        raise _Rejected(400, f"topk must be a whole number, got {form.get('topk')!r}") from None
+    if k < 1:
+        raise _Rejected(400, f"topk must be >= 1, got {k}")
+    return {"data": data, "chosen": [by_id[m] for m in dict.fromkeys(wanted)] or served, "k": k,
+            "explain": str(form.get("explain") or "").lower() in ("1", "true", "yes", "on"),
+            "filename": upload.filename or "upload"}
+
+
 def create_app(
     runs: Sequence[str | os.PathLike] | Sequence[ServedModel],
     *,
@@ -234,60 +296,26 @@ def create_app(
     @app.post("/api/predict", openapi_extra=_PREDICT_DOC)
     async def api_predict(request: Request):
         """Top-k classes of each chosen model for one uploaded image (multipart field ``file``)."""
-        ctype = request.headers.get("content-type", "")
-        if not ctype.lower().startswith("multipart/form-data"):
-            return error(415, f"expected a multipart/form-data upload with the image in field 'file', "
-                              f"got {ctype.split(';')[0] or 'no content type'}")
-        too_big = f"upload is larger than the {max_upload_mb:g} MB limit; send a smaller image"
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
-            return error(413, too_big)
-        body = bytearray()
-        async for chunk in request.stream():  # bounded even when no content-length is sent
-            body += chunk
-            if len(body) > limit + MULTIPART_SLACK:
-                return error(413, too_big)
-
-        async def replay() -> dict:
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-
         try:
-            form = await Request(request.scope, replay).form(max_files=1, max_fields=16)
-        except Exception as e:  # malformed multipart body
-            return error(400, f"could not parse the upload ({e}); send multipart/form-data with the image in 'file'")
-        try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                return error(400, "no file in the upload; send the image in the multipart field 'file'")
-            data = await upload.read(limit + 1)
-            if len(data) > limit:
-                return error(413, too_big)
-            if not data:
-                return error(400, f"{upload.filename or 'upload'} is empty; choose an image file")
-            declared_type = (upload.content_type or "").split(";")[0].strip().lower()
-            if declared_type and not declared_type.startswith("image/") and declared_type not in GENERIC_TYPES:
-                return error(415, f"{upload.filename or 'upload'} is {declared_type}, not an image; "
-                                  "choose a JPEG, PNG, BMP, GIF, WebP or TIFF file")
-            wanted = [m.strip() for v in form.getlist("models") if isinstance(v, str) for m in v.split(",") if m.strip()]
-            unknown = [m for m in wanted if m not in by_id]
-            if unknown:
-                return error(404, f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(by_id)}")
-            chosen = [by_id[m] for m in dict.fromkeys(wanted)] or served
+            body = await _read_body(request, limit, max_upload_mb)
             try:
-                k = int(form.get("topk") or 5)
-            except (TypeError, ValueError):
-                return error(400, f"topk must be a whole number, got {form.get('topk')!r}")
-            if k < 1:
-                return error(400, f"topk must be >= 1, got {k}")
-            explain = str(form.get("explain") or "").lower() in ("1", "true", "yes", "on")
-            filename = upload.filename or "upload"
-        finally:
-            await form.close()
-        try:
-            image = await run_in_threadpool(open_image, data, max_pixels=max_pixels)
-        except ServingError as e:
-            return error(e.status, f"{filename}: {str(e).removeprefix('upload: ')}")
-        results = await run_in_threadpool(predict_upload, chosen, image, k=k, explain=explain, explainer=explainer)
-        return {"filename": filename, "width": int(image.shape[-1]), "height": int(image.shape[-2]), "results": results}
+                form = await Request(request.scope, _replay(body)).form(max_files=1, max_fields=16)
+            except Exception as e:  # malformed multipart body
+                raise _Rejected(400, f"could not parse the upload ({e}); send multipart/form-data with the image "
+                                     "in 'file'") from None
+            try:
+                ask = await _read_form(form, by_id, served, limit, max_upload_mb)
+            finally:
+                await form.close()
+            try:
+                image = await run_in_threadpool(open_image, ask["data"], max_pixels=max_pixels)
+            except ServingError as e:
+                raise _Rejected(e.status, f"{ask['filename']}: {str(e).removeprefix('upload: ')}") from None
+        except _Rejected as e:
+            return error(e.status, e.message)
+        results = await run_in_threadpool(predict_upload, ask["chosen"], image, k=ask["k"], explain=ask["explain"],
+                                          explainer=explainer)
+        return {"filename": ask["filename"], "width": int(image.shape[-1]), "height": int(image.shape[-2]),
+                "results": results}
 
     return app
