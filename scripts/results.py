@@ -109,7 +109,7 @@ def fast_section() -> str:
            "",
            "Target: at least 93% test top-1 on the full 45k / 5k / 10k split. Recipes are compared on the",
            "validation split; the test split is evaluated once, at the end of each run, with the weights of",
-           "the best validation epoch. `test, one view` re-evaluates those weights without the flip views",
+           "the best validation epoch. `test, one view` re-evaluates those weights without test-time views",
            "(`lenet2vit eval RUN --tta none --json > RUN/eval-tta-none.json`).",
            ""]
     if not runs:
@@ -140,9 +140,38 @@ def fast_section() -> str:
                    "train minutes", "train img/s"], rows), "",
             "Validation top-1 (%) after each epoch:", "",
             table(["run", "epochs 1 ... 10"], curves), ""]
+    out += seeds_section(folder, runs, preset)
     out += views_section(folder, runs)
     out += ["Where each row comes from:", "", *provenance, ""]
     return "\n".join(out)
+
+
+def _mean_std(values: list[float]) -> str:
+    import statistics
+
+    m = 100 * statistics.mean(values)
+    return f"{m:.2f} ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else f"{m:.2f}"
+
+
+def seeds_section(folder: Path, runs: list[Path], preset: dict) -> list[str]:
+    """Mean and standard deviation over the seeds of each recipe that ran with more than one."""
+    groups: dict[str, list[Path]] = {}
+    for run in runs:
+        groups.setdefault(changes(_json(run / "config.json")["train"], preset), []).append(run)
+    rows = []
+    for recipe, members in groups.items():
+        if len(members) < 2:
+            continue
+        res = [_json(r / "results.json") for r in members]
+        one = [_json(r / "eval-tta-none.json")["top1"] for r in members if (r / "eval-tta-none.json").exists()]
+        rows.append([recipe, str(len(members)), _mean_std([r["best_val_top1"] for r in res]),
+                     _mean_std([r["test_top1"] for r in res]) + f" ({res[0]['tta']})",
+                     _mean_std(one) if len(one) == len(members) else "-"])
+    if not rows:
+        return []
+    return ["Recipes run with several seeds (mean ± sample standard deviation over the seeds):", "",
+            table(["changes to the preset", "seeds", "best val top-1 %", "test top-1 % (views)", "test, one view %"],
+                  rows), ""]
 
 
 VIEWS = ("none", "flip", "translate")
