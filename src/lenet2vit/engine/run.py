@@ -138,7 +138,6 @@ def _check_protocol(out: Path, new: dict) -> None:
         return
     diffs = diff_protocols(json.loads(path.read_text()), new,
                            keys=("model", "model_kwargs", "num_classes", "in_chans", "input_size", "dataset", "train"))
-    diffs = [d for d in diffs if not d.startswith("dataset.roles")]  # a description, recorded since runs began
     if diffs:
         raise RunError(
             f"{out} already holds a run with another protocol ({'; '.join(diffs[:4])}). "

@@ -40,6 +40,7 @@ __all__ = [
     "RESULTS",
     "MODEL_KEYS",
     "NOT_PROTOCOL",
+    "DESCRIPTIONS",
     "build_model",
     "read_config",
     "load_run",
@@ -57,6 +58,8 @@ MODEL_KEYS = ("model", "model_kwargs", "num_classes", "in_chans", "input_size", 
 
 # Settings that change how fast a run goes, not what it computes: a run may resume with others.
 NOT_PROTOCOL = frozenset({"device", "compile", "eval_batch_size", "nonfinite", "deterministic"})
+# Fields of config.json that describe a run without defining it: never a reason to refuse a resume.
+DESCRIPTIONS = frozenset({"dataset.roles"})
 
 
 class RunError(UserError, ValueError):
@@ -179,9 +182,10 @@ def diff_protocols(old: dict, new: dict, keys: Iterable[str] | None = None,
 
     Nested dicts are compared field by field; lists and tuples compare equal when their items
     do. ``keys`` limits the comparison to flattened keys starting with one of those prefixes;
-    ``ignore`` names ``train`` settings that do not count (by default the speed-only ones).
+    ``ignore`` names ``train`` settings that do not count (by default the speed-only ones);
+    the :data:`DESCRIPTIONS` never count.
     """
-    skip = {f"train.{k}" for k in ignore}
+    skip = {f"train.{k}" for k in ignore} | DESCRIPTIONS
     a, b = _flatten(with_train_defaults(old)), _flatten(with_train_defaults(new))
     out = []
     for k in sorted(set(a) | set(b)):
