@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from lenet2vit import create_model, list_models, model_info, resolve_model_name
 from lenet2vit.profile import model_macs
-from lenet2vit.registry import UnknownModelError, _unregister, register_model
+from lenet2vit.registry import Count, UnknownModelError, _unregister, family, register_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ class _Tiny(nn.Module):
 
 
 def test_register_create_list_roundtrip():
-    @register_model(family="Test", paper="A test", year=2000, input_size=8, ref_params=33, ref_source="arithmetic",
+    @register_model(family="Test", paper="A test", year=2000, input_size=8, params=Count.published(33, "arithmetic"),
                     ref_num_classes=8)
     def tiny_test_net(num_classes=10, in_chans=3, **kw):
         """A tiny network."""
@@ -39,10 +39,47 @@ def test_register_create_list_roundtrip():
         assert m.fc.out_features == 8 and m.model_name == "tiny_test_net"
         assert create_model("tiny_test_net", num_classes=3, in_chans=1).fc.weight.shape == (3, 1)
         with pytest.raises(ValueError, match="registered twice"):
-            register_model(family="Test", paper="x", year=2000, input_size=8, ref_params=1, ref_source="x")(tiny_test_net)
+            register_model(family="Test", paper="x", year=2000, input_size=8, params=Count.published(1, "x"))(tiny_test_net)
     finally:
         _unregister("tiny_test_net")
     assert "tiny_test_net" not in list_models()
+
+
+def test_derived_count_adds_its_terms_to_its_base_and_writes_the_arithmetic():
+    base = model_info("resnet18").ref_params
+    c = Count.derived({"3x3 stem": -7_680, "fc": -507_870}, base="resnet18", note="strides hold none")
+    assert c.params == base - 7_680 - 507_870
+    assert c.source == f"derived: resnet18 {base:,} - 7,680 (3x3 stem) - 507,870 (fc); strides hold none"
+    assert Count.derived({"C1": 156, "C3": 2_416}).source == "derived: 156 (C1) + 2,416 (C3)"
+    with pytest.raises(ValueError, match="registered before"):
+        Count.derived({"x": 1}, base="no_such_net")
+
+
+def test_family_binds_its_facts_once():
+    register = family("Test family", paper="A test", year=2001, ref_num_classes=8)
+
+    @register(input_size=8, params=Count.published(33, "arithmetic"))
+    def tiny_family_net(num_classes=10, in_chans=3, **kw):
+        """Tiny."""
+        return _Tiny(num_classes, in_chans)
+
+    try:
+        info = model_info("tiny_family_net")
+        assert (info.family, info.paper, info.year, info.ref_num_classes) == ("Test family", "A test", 2001, 8)
+        assert (info.ref_params, info.ref_source) == (33, "arithmetic")
+    finally:
+        _unregister("tiny_family_net")
+
+
+def test_every_model_file_registers_in_one_idiom():
+    """Each file binds its family with ``family(...)`` and decorates with it; no other idiom."""
+    for path in sorted((ROOT / "src" / "lenet2vit" / "models").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        text = path.read_text()
+        assert "family(" in text, f"{path.name} does not bind its family with registry.family"
+        for other in ("register_model", "partial(", "ref_params=", "ref_source=", "**_"):
+            assert other not in text, f"{path.name} uses {other!r}: register with @register(..., params=Count...)"
 
 
 def test_unknown_name_suggests_close_names():

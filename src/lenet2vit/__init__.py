@@ -5,6 +5,7 @@ side-by-side comparisons; and views into what each network learned.
 """
 
 from lenet2vit.registry import (
+    Count,
     ModelInfo,
     UnknownModelError,
     create_model,
@@ -18,6 +19,7 @@ from lenet2vit.weights import load_weights
 __version__ = "0.1.0"
 
 __all__ = [
+    "Count",
     "ModelInfo",
     "UnknownModelError",
     "create_model",

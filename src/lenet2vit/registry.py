@@ -1,9 +1,11 @@
 """Model registry: one table of every architecture lenet2vit knows.
 
-A model file registers each public builder with :func:`register_model`, giving the facts a
-reader (and the test suite) needs: the paper, its year, the default input size and the
-reference parameter count with where that figure comes from. ``create_model`` builds a model
-by name; ``list_models`` filters names with a shell pattern; ``model_info`` returns the facts.
+A model file binds its family's facts once with :func:`family` and registers each public
+builder with the decorator that returns, giving the facts a reader (and the test suite) needs:
+the default input size and the reference parameter count as a :class:`Count`, either a figure
+published elsewhere (``Count.published``) or one worked out from its terms (``Count.derived``),
+so that each number is written once. ``create_model`` builds a model by name; ``list_models``
+filters names with a shell pattern; ``model_info`` returns the facts.
 
 Each architecture has one form for its paper's input size and, where the ImageNet stem would
 destroy a 32x32 image, a CIFAR form registered under the suffix ``_cifar`` (for example
@@ -15,13 +17,16 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from functools import partial
+from typing import Callable, Mapping
 
 import torch.nn as nn
 
 from lenet2vit.errors import UserError
 
 __all__ = [
+    "Count",
+    "family",
     "ModelInfo",
     "UnknownModelError",
     "register_model",
@@ -32,9 +37,44 @@ __all__ = [
     "check_input",
     "InputSizeError",
     "CIFAR_SUFFIX",
+    "TORCHVISION",
 ]
 
 CIFAR_SUFFIX = "_cifar"
+# The source of a count read from torchvision's weight metadata, for Count.published(n, TORCHVISION.format(name)).
+TORCHVISION = "torchvision {} (num_params of its IMAGENET1K_V1 weights)"
+
+
+@dataclass(frozen=True)
+class Count:
+    """A reference parameter count and where the figure comes from.
+
+    ``Count.published(n, source)`` is a figure read from elsewhere (torchvision's weight
+    metadata, timm, a paper). ``Count.derived(terms, base=...)`` works one out: the count of an
+    already registered model ``base`` (if any) plus each labelled term, and it writes the
+    arithmetic into ``source`` itself, so no figure is typed twice.
+    """
+
+    params: int
+    source: str
+
+    @classmethod
+    def published(cls, params: int, source: str) -> "Count":
+        return cls(params, source)
+
+    @classmethod
+    def derived(cls, terms: Mapping[str, int], *, base: str | None = None, note: str = "") -> "Count":
+        total, parts = 0, []
+        if base is not None:
+            if base not in _MODELS:
+                raise ValueError(f"Count.derived: {base!r} must be registered before the models derived from it")
+            total = _MODELS[base].ref_params
+            parts.append(f"{base} {total:,}")
+        for label, value in terms.items():
+            sign = "-" if value < 0 else "+"
+            parts.append(f"{sign} {abs(value):,} ({label})" if parts else f"{value:,} ({label})")
+            total += value
+        return cls(total, "derived: " + " ".join(parts) + (f"; {note}" if note else ""))
 
 
 @dataclass(frozen=True)
@@ -92,8 +132,7 @@ def register_model(
     paper: str,
     year: int,
     input_size: int,
-    ref_params: int,
-    ref_source: str,
+    params: Count,
     ref_num_classes: int = 1000,
     in_chans: int = 3,
     reference: tuple[str, str] | None = None,
@@ -107,8 +146,9 @@ def register_model(
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a builder ``fn(num_classes=..., in_chans=..., **kwargs)``.
 
-    The model's name is the function's name unless ``name`` is given. Names ending in
-    ``_cifar`` are marked as CIFAR forms.
+    ``params`` is the count the model must have with ``ref_num_classes`` outputs and
+    ``in_chans`` input channels (the test suite checks it exactly). The model's name is the
+    function's name unless ``name`` is given. Names ending in ``_cifar`` are marked as CIFAR forms.
     """
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -122,8 +162,8 @@ def register_model(
             paper=paper,
             year=year,
             input_size=input_size,
-            ref_params=ref_params,
-            ref_source=ref_source,
+            ref_params=params.params,
+            ref_source=params.source,
             ref_num_classes=ref_num_classes,
             in_chans=in_chans,
             reference=reference,
@@ -139,6 +179,12 @@ def register_model(
         return fn
 
     return wrap
+
+
+def family(name: str, *, paper: str, year: int, **shared) -> Callable[..., Callable]:
+    """The decorator factory a model file registers its builders with: :func:`register_model`
+    with the family's name, paper, year and any facts every member shares bound once."""
+    return partial(register_model, family=name, paper=paper, year=year, **shared)
 
 
 def _ensure_loaded() -> None:

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from lenet2vit.data import ImageArrays
 from lenet2vit.engine import ConfigError, RunError, TrainConfig, load_run, train_run
-from lenet2vit.registry import _unregister, register_model
+from lenet2vit.registry import Count, _unregister, register_model
 
 
 class TinyNet(nn.Module):
@@ -42,7 +42,7 @@ class TinyNet(nn.Module):
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_model():
-    @register_model(family="Test", paper="test", year=2000, input_size=8, ref_params=0, ref_source="test",
+    @register_model(family="Test", paper="test", year=2000, input_size=8, params=Count.published(0, "test"),
                     min_input_size=8)
     def tiny_run_net(num_classes=10, in_chans=3, **kw):
         """Tiny test net."""

@@ -58,8 +58,7 @@ def tiny_models():
             def build(num_classes=4, in_chans=3, _w=width, **kw):
                 return _Tiny(num_classes, in_chans, _w)
 
-            registry.register_model(family="Test", paper="-", year=2024, input_size=16, ref_params=0,
-                                    ref_source="test", ref_num_classes=4, min_input_size=8, name=name)(build)
+            registry.register_model(family="Test", paper="-", year=2024, input_size=16, params=registry.Count.published(0, "test"), ref_num_classes=4, min_input_size=8, name=name)(build)
     yield MODELS
     for name in MODELS:
         registry._MODELS.pop(name, None)

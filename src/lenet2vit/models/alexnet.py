@@ -18,20 +18,12 @@ kernel, conv2 at stride 1, the three 3x3/2 max-pools kept. A 32x32 image then gi
 32 -> 15 -> 7 -> 3, so all three CIFAR forms end in a 3x3x256 map (2,304 features) and differ
 only in the layers the papers changed.
 
-Parameter counts (weights + biases) of the ImageNet forms at 1000 classes::
-
-                  alexnet (torchvision)        alexnet_paper                 zfnet
-    conv1   3*11*11*64 + 64    =     23,296   3*11*11*96 + 96  =   34,944   3*7*7*96 + 96    =    14,208
-    conv2   64*5*5*192 + 192   =    307,392   48*5*5*256 + 256 =  307,456   96*5*5*256 + 256 =   614,656
-    conv3   192*3*3*384 + 384  =    663,936   256*3*3*384 + 384 = 885,120   256*3*3*384 + 384 =  885,120
-    conv4   384*3*3*256 + 256  =    884,992   192*3*3*384 + 384 = 663,936   384*3*3*384 + 384 = 1,327,488
-    conv5   256*3*3*256 + 256  =    590,080   192*3*3*256 + 256 = 442,624   384*3*3*256 + 256 =  884,992
-    fc6     9216*4096 + 4096   = 37,752,832   (same)                        (same)
-    fc7     4096*4096 + 4096   = 16,781,312   (same)                        (same)
-    fc8     4096*1000 + 1000   =  4,097,000   (same)                        (same)
-    total                        61,100,840                    60,965,224                  62,357,608
-
-(grouped layers: each output filter sees half of the input channels, e.g. conv2 48 = 96/2).
+Parameter counts (weights + biases): ``alexnet`` states torchvision's published figure; the
+paper's form and ZFNet sum their layers from the papers' numbers, written in their registrations
+apart from :data:`SPECS` (so a slip in either shows); each CIFAR form is its ImageNet form's count
+with the layers it changes.
+In a grouped layer each output filter sees half of the input channels (e.g. conv2 of
+``alexnet_paper`` sees 48 = 96/2 of conv1's maps).
 """
 
 from __future__ import annotations
@@ -42,7 +34,7 @@ import torch
 import torch.nn as nn
 
 from lenet2vit.layers import LocalResponseNorm
-from lenet2vit.registry import register_model
+from lenet2vit.registry import TORCHVISION, Count, family
 
 __all__ = [
     "AlexNet",
@@ -254,16 +246,32 @@ class AlexNet(nn.Module):
         self.classifier[-1] = fc
 
 
-_CIFAR_NOTE = "derived: {convs} (conv1-5) + 2304*4096+4096 + 4096*4096+4096 + 4096*10+10"
+register_alexnet = family("AlexNet", paper=PAPER_ALEXNET, year=2012)
+register_zfnet = family("ZFNet", paper=PAPER_ZFNET, year=2013)
 
 
-@register_model(
-    family="AlexNet",
-    paper=PAPER_ALEXNET,
-    year=2012,
+def _layers(convs: dict[str, tuple[int, int, int, int]], fc6_in: int, classes: int = 1000) -> dict[str, int]:
+    """Weights + biases of each layer from the papers' numbers: conv rows are (filters, input
+    channels each filter sees, kernel, groups); fc6-fc8 take fc6_in features to 4096-4096-classes."""
+    out = {f"{name} {f}x{c}x{k}x{k}" + (f", {g} groups" if g > 1 else ""): f * c * k * k + f
+           for name, (f, c, k, g) in convs.items()}
+    return out | {f"fc6 {fc6_in}x4096": fc6_in * 4096 + 4096, "fc7 4096x4096": 4096 * 4096 + 4096,
+                  f"fc8 4096x{classes}": 4096 * classes + classes}
+
+
+def _cifar_count(base: str, conv1_filters: int, kernel: int, cifar_kernel: int) -> Count:
+    """A CIFAR form's count from its ImageNet form's: a smaller conv1 kernel, a 3x3x256 map into
+    fc6 instead of 6x6x256, and a 10-way fc8."""
+    return Count.derived({
+        f"conv1 {kernel}x{kernel} -> {cifar_kernel}x{cifar_kernel}": -conv1_filters * 3 * (kernel**2 - cifar_kernel**2),
+        "fc6 from 3x3x256 instead of 6x6x256": -(6 * 6 - 3 * 3) * 256 * 4096,
+        "fc8 4096x1000 -> 4096x10": -(4096 * 990 + 990),
+    }, base=base)
+
+
+@register_alexnet(
     input_size=224,
-    ref_params=61_100_840,
-    ref_source="torchvision AlexNet_Weights.IMAGENET1K_V1 num_params",
+    params=Count.published(61_100_840, TORCHVISION.format("alexnet")),
     reference=("torchvision", "alexnet"),
     cifar_form="alexnet_cifar",
     min_input_size=63,
@@ -273,28 +281,22 @@ def alexnet(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> AlexNe
     return AlexNet(SPECS["alexnet"], num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-@register_model(
-    family="AlexNet",
-    paper=PAPER_ALEXNET,
-    year=2012,
+@register_alexnet(
     input_size=32,
-    ref_params=28_714_826,
-    ref_num_classes=10,
-    ref_source=_CIFAR_NOTE.format(convs="4,864 + 307,392 + 663,936 + 884,992 + 590,080"),
+    params=_cifar_count("alexnet", 64, 11, 5),
     min_input_size=15,
+    ref_num_classes=10,
 )
 def alexnet_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> AlexNet:
     """AlexNet (torchvision widths) for 32x32: 5x5 stride-1 conv1, 3x3x256 final map."""
     return AlexNet(SPECS["alexnet_cifar"], num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-@register_model(
-    family="AlexNet",
-    paper=PAPER_ALEXNET,
-    year=2012,
+@register_alexnet(
     input_size=227,
-    ref_params=60_965_224,
-    ref_source="paper Sec. 3 / Fig. 2 with two-tower grouping; per-layer sum in models/alexnet.py",
+    params=Count.derived(_layers({"conv1": (96, 3, 11, 1), "conv2": (256, 48, 5, 2), "conv3": (384, 256, 3, 1),
+                                 "conv4": (384, 192, 3, 2), "conv5": (256, 192, 3, 2)}, 6 * 6 * 256),
+                        note="paper Sec. 3 / Fig. 2 with two-tower grouping"),
     reference=None,
     cifar_form="alexnet_paper_cifar",
     min_input_size=67,
@@ -304,55 +306,36 @@ def alexnet_paper(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> 
     return AlexNet(SPECS["alexnet_paper"], num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-@register_model(
-    family="AlexNet",
-    paper=PAPER_ALEXNET,
-    year=2012,
+@register_alexnet(
     input_size=32,
-    ref_params=28_569_994,
-    ref_num_classes=10,
-    ref_source=_CIFAR_NOTE.format(convs="7,296 + 307,456 + 885,120 + 663,936 + 442,624"),
+    params=_cifar_count("alexnet_paper", 96, 11, 5),
     min_input_size=15,
+    ref_num_classes=10,
 )
 def alexnet_paper_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> AlexNet:
     """AlexNet (2012 paper: groups, LRN) for 32x32: 5x5 stride-1 conv1, 3x3x256 final map."""
     return AlexNet(SPECS["alexnet_paper_cifar"], num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-@register_model(
-    family="ZFNet",
-    paper=PAPER_ZFNET,
-    year=2013,
+@register_zfnet(
     input_size=224,
-    ref_params=62_357_608,
-    ref_source=(
-        "derived: 14,208 + 614,656 + 885,120 + 1,327,488 + 884,992 (conv1-5) "
-        "+ 37,752,832 + 16,781,312 + 4,097,000 (fc6-8)"
-    ),
+    params=Count.derived(_layers({"conv1": (96, 3, 7, 1), "conv2": (256, 96, 5, 1), "conv3": (384, 256, 3, 1),
+                                 "conv4": (384, 384, 3, 1), "conv5": (256, 384, 3, 1)}, 6 * 6 * 256),
+                        note="paper Sec. 4.1 / Fig. 3"),
     reference=None,
     cifar_form="zfnet_cifar",
     min_input_size=47,
 )
 def zfnet(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> AlexNet:
-    """ZFNet (2013): AlexNet with a 7x7/2 conv1, stride-2 conv2 and dense conv3-5.
-
-    Parameters at 1000 classes: conv1 3*7*7*96+96 = 14,208; conv2 96*5*5*256+256 = 614,656;
-    conv3 256*3*3*384+384 = 885,120; conv4 384*3*3*384+384 = 1,327,488; conv5
-    384*3*3*256+256 = 884,992; fc6 6*6*256*4096+4096 = 37,752,832; fc7 4096*4096+4096 =
-    16,781,312; fc8 4096*1000+1000 = 4,097,000; total 62,357,608.
-    """
+    """ZFNet (2013): AlexNet with a 7x7/2 conv1, stride-2 conv2 and dense conv3-5."""
     return AlexNet(SPECS["zfnet"], num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-@register_model(
-    family="ZFNet",
-    paper=PAPER_ZFNET,
-    year=2013,
+@register_zfnet(
     input_size=32,
-    ref_params=29_978_506,
-    ref_num_classes=10,
-    ref_source=_CIFAR_NOTE.format(convs="2,688 + 614,656 + 885,120 + 1,327,488 + 884,992"),
+    params=_cifar_count("zfnet", 96, 7, 3),
     min_input_size=15,
+    ref_num_classes=10,
 )
 def zfnet_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> AlexNet:
     """ZFNet for 32x32: 3x3 stride-1 conv1, stride-1 conv2, 3x3x256 final map."""

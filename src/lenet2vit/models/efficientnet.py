@@ -22,13 +22,12 @@ to stride 1, so a 32x32 image leaves the last stage as a 4x4 map (total stride 8
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn as nn
 
 from lenet2vit.layers import ConvNormAct, DropPath, SqueezeExcite, make_divisible
-from lenet2vit.registry import register_model
+from lenet2vit.registry import TORCHVISION, Count, family
 
 __all__ = ["EfficientNet", "MBConv", "B0_STAGES", "COMPOUND_SCALING"]
 
@@ -61,6 +60,8 @@ COMPOUND_SCALING: dict[str, tuple[float, float, int, float]] = {
     "b6": (1.8, 2.6, 528, 0.5),
     "b7": (2.0, 3.1, 600, 0.5),
 }
+
+RESOLUTION = {variant: row[2] for variant, row in COMPOUND_SCALING.items()}  # the scaled input side
 
 # torchvision's B5-B7 weights are ported from TensorFlow and keep its batch-norm constants
 # (eps 1e-3, momentum 0.01 in PyTorch's convention); its B0-B4 use PyTorch's defaults.
@@ -207,79 +208,68 @@ def _efficientnet(variant: str, num_classes: int, in_chans: int, **kwargs) -> Ef
     return EfficientNet(width, depth, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-_Builder = Callable[..., nn.Module]
+register = family("EfficientNet", paper=_PAPER, year=2019)
 
 
-def _register(variant: str, ref_params: int, **extra) -> Callable[[_Builder], _Builder]:
-    return register_model(
-        family="EfficientNet",
-        paper=_PAPER,
-        year=2019,
-        input_size=COMPOUND_SCALING[variant][2],
-        ref_params=ref_params,
-        ref_source=f"torchvision EfficientNet_{variant.upper()}_Weights num_params",
-        reference=("torchvision", f"efficientnet_{variant}"),
-        **extra,
-    )
-
-
-@_register("b0", 5_288_548, cifar_form="efficientnet_b0_cifar")
+@register(input_size=RESOLUTION["b0"], params=Count.published(5_288_548, TORCHVISION.format("efficientnet_b0")),
+          reference=("torchvision", "efficientnet_b0"), cifar_form="efficientnet_b0_cifar")
 def efficientnet_b0(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
-    """EfficientNet-B0 (224 px): the searched MBConv baseline, 5.3M params."""
+    """EfficientNet-B0 (224 px): the searched MBConv baseline."""
     return _efficientnet("b0", num_classes, in_chans, **kwargs)
 
 
-@_register("b1", 7_794_184)
+@register(input_size=RESOLUTION["b1"], params=Count.published(7_794_184, TORCHVISION.format("efficientnet_b1")),
+          reference=("torchvision", "efficientnet_b1"))
 def efficientnet_b1(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
-    """EfficientNet-B1 (240 px): B0 x1.1 deeper, 7.8M params."""
+    """EfficientNet-B1 (240 px): B0 x1.1 deeper."""
     return _efficientnet("b1", num_classes, in_chans, **kwargs)
 
 
-@_register("b2", 9_109_994)
+@register(input_size=RESOLUTION["b2"], params=Count.published(9_109_994, TORCHVISION.format("efficientnet_b2")),
+          reference=("torchvision", "efficientnet_b2"))
 def efficientnet_b2(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
-    """EfficientNet-B2 (260 px): B0 x1.1 wider, x1.2 deeper, 9.1M params."""
+    """EfficientNet-B2 (260 px): B0 x1.1 wider, x1.2 deeper."""
     return _efficientnet("b2", num_classes, in_chans, **kwargs)
 
 
-@_register("b3", 12_233_232)
+@register(input_size=RESOLUTION["b3"], params=Count.published(12_233_232, TORCHVISION.format("efficientnet_b3")),
+          reference=("torchvision", "efficientnet_b3"))
 def efficientnet_b3(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
-    """EfficientNet-B3 (300 px): B0 x1.2 wider, x1.4 deeper, 12.2M params."""
+    """EfficientNet-B3 (300 px): B0 x1.2 wider, x1.4 deeper."""
     return _efficientnet("b3", num_classes, in_chans, **kwargs)
 
 
-@_register("b4", 19_341_616)
+@register(input_size=RESOLUTION["b4"], params=Count.published(19_341_616, TORCHVISION.format("efficientnet_b4")),
+          reference=("torchvision", "efficientnet_b4"))
 def efficientnet_b4(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
-    """EfficientNet-B4 (380 px): B0 x1.4 wider, x1.8 deeper, 19.3M params."""
+    """EfficientNet-B4 (380 px): B0 x1.4 wider, x1.8 deeper."""
     return _efficientnet("b4", num_classes, in_chans, **kwargs)
 
 
-@_register("b5", 30_389_784)
+@register(input_size=RESOLUTION["b5"], params=Count.published(30_389_784, TORCHVISION.format("efficientnet_b5")),
+          reference=("torchvision", "efficientnet_b5"))
 def efficientnet_b5(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
-    """EfficientNet-B5 (456 px): B0 x1.6 wider, x2.2 deeper, 30.4M params."""
+    """EfficientNet-B5 (456 px): B0 x1.6 wider, x2.2 deeper."""
     return _efficientnet("b5", num_classes, in_chans, **kwargs)
 
 
-@_register("b6", 43_040_704)
+@register(input_size=RESOLUTION["b6"], params=Count.published(43_040_704, TORCHVISION.format("efficientnet_b6")),
+          reference=("torchvision", "efficientnet_b6"))
 def efficientnet_b6(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
-    """EfficientNet-B6 (528 px): B0 x1.8 wider, x2.6 deeper, 43.0M params."""
+    """EfficientNet-B6 (528 px): B0 x1.8 wider, x2.6 deeper."""
     return _efficientnet("b6", num_classes, in_chans, **kwargs)
 
 
-@_register("b7", 66_347_960)
+@register(input_size=RESOLUTION["b7"], params=Count.published(66_347_960, TORCHVISION.format("efficientnet_b7")),
+          reference=("torchvision", "efficientnet_b7"))
 def efficientnet_b7(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
-    """EfficientNet-B7 (600 px): B0 x2 wider, x3.1 deeper, 66.3M params."""
+    """EfficientNet-B7 (600 px): B0 x2 wider, x3.1 deeper."""
     return _efficientnet("b7", num_classes, in_chans, **kwargs)
 
 
-@register_model(
-    family="EfficientNet",
-    paper=_PAPER,
-    year=2019,
-    input_size=32,
-    ref_num_classes=10,
-    ref_params=4_020_358,
-    ref_source="derived: efficientnet_b0 5,288,548 - FC 1280*1000+1000 + FC 1280*10+10 (strides hold no weights)",
-)
+@register(input_size=32, ref_num_classes=10,
+          params=Count.derived({"FC 1280x1000 -> 1280x10": -(1280 * 990 + 990)}, base="efficientnet_b0",
+                               note="strides hold no weights"))
 def efficientnet_b0_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """EfficientNet-B0 for 32x32: stride-1 stem and 24-channel stage at stride 1 (4x4 final map)."""
     stages = list(B0_STAGES)

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lenet2vit.layers import LocalResponseNorm
-from lenet2vit.registry import register_model
+from lenet2vit.registry import Count, family
 
 __all__ = ["BasicConv2d", "Inception", "InceptionAux", "GoogLeNet"]
 
@@ -291,72 +291,73 @@ class GoogLeNet(nn.Module):
         return {k: v for k, v in state_dict.items() if not k.startswith(("aux1.", "aux2."))}
 
 
-def _entry(ref_params: int, ref_source: str, *, cifar: bool, reference: tuple[str, str] | None = None, **kw) -> dict:
-    return dict(
-        family="GoogLeNet",
-        paper=PAPER,
-        year=2014,
-        input_size=32 if cifar else 224,
-        ref_params=ref_params,
-        ref_source=ref_source,
-        ref_num_classes=10 if cifar else 1000,
-        reference=reference,
-        train_kwargs={"aux_logits": True},  # Sec. 5: trained with the two auxiliary classifiers
-        **kw,
-    )
+# Sec. 5: trained with the two auxiliary classifiers.
+register = family("GoogLeNet", paper=PAPER, year=2014, train_kwargs={"aux_logits": True})
+
+# Output channels of every convolution outside the auxiliary heads: the stem and each module's six.
+CONV_CHANNELS = sum(STEM_CHANNELS) + sum(sum(cfg) for cfg in INCEPTION_CFG.values())
+# The paper's true 5x5 "5x5" branch adds 5*5 - 3*3 = 16 weights per (#5x5 reduce, #5x5) channel pair.
+EXTRA_5X5 = sum((5 * 5 - 3 * 3) * cfg[3] * cfg[4] for cfg in INCEPTION_CFG.values())
+
+
+# CIFAR forms: a 3x3 conv1 (64x3x3x3 weights instead of 64x3x7x7; the max-pools they drop hold no
+# parameters) and a 10-way classifier on the 1024 pooled features.
+def _cifar_count(base: str) -> Count:
+    c1, features = STEM_CHANNELS[0], _out_channels(INCEPTION_CFG["inception5b"])
+    return Count.derived({f"conv1 {c1}x3x7x7 -> {c1}x3x3x3": -c1 * 3 * (7 * 7 - 3 * 3),
+                          f"fc {features}x1000 -> {features}x10": -(features * 990 + 990)}, base=base)
 
 
 # Counts are without the auxiliary heads (aux_logits=False, the default).
-@register_model(
-    **_entry(
-        6_624_904,
-        "torchvision googlenet (num_params of its IMAGENET1K_V1 weights, aux heads excluded)",
-        cifar=False,
-        reference=("torchvision", "googlenet"),
-        cifar_form="googlenet_cifar",
-        min_input_size=15,  # torchvision's min_size; the ceil-mode pools need a 1x1 map before maxpool4
-    )
+@register(
+    input_size=224,
+    params=Count.published(
+        6_624_904, "torchvision googlenet (num_params of its IMAGENET1K_V1 weights, aux heads excluded)"
+    ),
+    reference=("torchvision", "googlenet"),
+    cifar_form="googlenet_cifar",
+    min_input_size=15,  # torchvision's min_size; the ceil-mode pools need a 1x1 map before maxpool4
 )
 def googlenet(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
     """GoogLeNet, torchvision layout: BN after every conv, 3x3 kernel in the "5x5" branch."""
     return GoogLeNet(num_classes, in_chans, paper=False, **kwargs)
 
 
-@register_model(
-    **_entry(
-        6_998_552,
-        "derived: googlenet 6,624,904 - 14,560 BN (2 x 7,280 conv channels) + 7,280 conv biases"
-        " + 380,928 (5x5 instead of 3x3: 16 x #5x5 reduce x #5x5 summed over Table 1)",
-        cifar=False,
-        cifar_form="googlenet_paper_cifar",
-        min_input_size=31,  # the 3x3/2 ceil-mode maxpool4 needs a 2x2 map
-    )
+@register(
+    input_size=224,
+    params=Count.derived(
+        {
+            f"no BN: 2 x {CONV_CHANNELS:,} conv channels": -2 * CONV_CHANNELS,
+            "conv biases": CONV_CHANNELS,
+            "5x5 instead of 3x3: 16 x #5x5 reduce x #5x5 summed over Table 1": EXTRA_5X5,
+        },
+        base="googlenet",
+    ),
+    reference=None,
+    cifar_form="googlenet_paper_cifar",
+    min_input_size=31,  # the 3x3/2 ceil-mode maxpool4 needs a 2x2 map
 )
 def googlenet_paper(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
     """GoogLeNet as in the paper: no BN, conv biases, LRN, true 5x5 branch, dropout 0.4."""
     return GoogLeNet(num_classes, in_chans, paper=True, **kwargs)
 
 
-@register_model(
-    **_entry(
-        5_602_474,
-        "derived: googlenet 6,624,904 - 7,680 (conv1 64x3x7x7 -> 64x3x3x3) - 1,014,750 (fc 1024x1000 -> 1024x10)",
-        cifar=True,
-        min_input_size=2,  # maxpool4 (2x2/2, ceil mode) needs a 1x1 map
-    )
+@register(
+    input_size=32,
+    params=_cifar_count("googlenet"),
+    min_input_size=2,  # maxpool4 (2x2/2, ceil mode) needs a 1x1 map
+    ref_num_classes=10,
 )
 def googlenet_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """GoogLeNet (torchvision layout) for 32x32: 3x3 stride-1 conv1, no early max-pools."""
     return GoogLeNet(num_classes, in_chans, paper=False, cifar_stem=True, **kwargs)
 
 
-@register_model(
-    **_entry(
-        5_976_122,
-        "derived: googlenet_paper 6,998,552 - 7,680 (conv1 64x3x7x7 -> 64x3x3x3) - 1,014,750 (fc 1024x1000 -> 1024x10)",
-        cifar=True,
-        min_input_size=4,  # the 3x3/2 ceil-mode maxpool4 needs a 2x2 map
-    )
+@register(
+    input_size=32,
+    params=_cifar_count("googlenet_paper"),
+    min_input_size=4,  # the 3x3/2 ceil-mode maxpool4 needs a 2x2 map
+    ref_num_classes=10,
 )
 def googlenet_paper_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """GoogLeNet as in the paper for 32x32: 3x3 stride-1 conv1, no early max-pools."""

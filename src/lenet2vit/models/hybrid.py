@@ -27,8 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lenet2vit.models.resnet import BasicBlock, make_stage
-from lenet2vit.models.vit import PAPER, VisionTransformer, ViTConfig
-from lenet2vit.registry import register_model
+from lenet2vit.models.vit import PAPER, VIT_SIZES, VisionTransformer, ViTConfig, vit_count
+from lenet2vit.registry import Count, family
 
 __all__ = [
     "pad_same",
@@ -240,39 +240,41 @@ def _hybrid(backbone: nn.Module, size: str, num_classes: int, **kwargs) -> Visio
     return VisionTransformer(config, num_classes, patch_embed=HybridEmbed(backbone, config.width, config.img_size))
 
 
-@register_model(
-    family="Hybrid",
-    paper=PAPER,
-    year=2020,
-    input_size=224,
-    ref_params=98_659_112,
-    ref_source=(
-        "timm vit_base_r50_s16_224 with num_classes=1000 "
-        "(timm's default num_classes=0 gives 97,890,112; + head 768*1000+1000)"
-    ),
-    reference=("timm", "vit_base_r50_s16_224"),
-    min_input_size=32,
-)
+register = family("Hybrid", paper=PAPER, year=2020)
+
+
+@register(input_size=224,
+          params=Count.published(98_659_112, "timm vit_base_r50_s16_224 with num_classes=1000 "
+                                             "(timm's default num_classes=0 gives 97,890,112; + head 768*1000+1000)"),
+          reference=("timm", "vit_base_r50_s16_224"), min_input_size=32)
 def r50_vit_b_16(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> VisionTransformer:
     """R50+ViT-B/16 hybrid: BiT ResNet-50 stages (3, 4, 9), stride 16, into ViT-B (paper Sec. 3.1)."""
     kwargs.setdefault("img_size", 224)
     return _hybrid(ResNetV2(*R50_STAGES, in_chans=in_chans), "B", num_classes, **kwargs)
 
 
-@register_model(
-    family="Hybrid",
-    paper=PAPER,
-    year=2020,
-    input_size=32,
-    ref_params=5_508_618,
-    ref_num_classes=10,
-    ref_source=(
-        "derived: CIFAR ResNet-18 stem + stages 1-3 = 2,775,104 (stem 1,856; 147,968; 525,568; 2,099,712) "
-        "+ proj 256*192+192=49,344 + cls 192 + pos 65*192=12,480 + 6 ViT-Ti blocks * 444,864 "
-        "+ norm 384 + head 192*10+10=1,930"
-    ),
-    min_input_size=8,
-)
+def _basic_block_params(in_ch: int, out_ch: int) -> int:
+    """resnet.py's BasicBlock: two 3x3 conv + BN, and a 1x1 projection + BN where the width changes."""
+    convs = 3 * 3 * in_ch * out_ch + 3 * 3 * out_ch * out_ch + 2 * (2 * out_ch)
+    return convs + (in_ch * out_ch + 2 * out_ch if in_ch != out_ch else 0)
+
+
+def _r18_vit_ti_cifar_count(img_size: int) -> Count:
+    # The CIFAR ResNet-18 trunk layer by layer, the 1x1 projection E, then ViT-Ti's terms.
+    layers, channels = R18_CIFAR_STAGES
+    width = VIT_SIZES["Ti"][0]
+    embed = {f"ResNet-18 CIFAR stem, 3x3 conv 3 -> {channels[0]} + BN": 3 * 3 * 3 * channels[0] + 2 * channels[0]}
+    prev = channels[0]
+    for i, (depth, out_ch) in enumerate(zip(layers, channels)):
+        embed[f"stage {i + 1}, {depth} basic blocks {prev} -> {out_ch}"] = (
+            _basic_block_params(prev, out_ch) + (depth - 1) * _basic_block_params(out_ch, out_ch))
+        prev = out_ch
+    embed[f"projection 1x1 {prev} -> {width}"] = prev * width + width
+    side = math.ceil(img_size / 2 ** (len(layers) - 1))  # output stride 4
+    return vit_count("Ti", embed, tokens=1 + side * side, num_classes=10, depth=R18_VIT_TI_DEPTH)
+
+
+@register(input_size=32, ref_num_classes=10, params=_r18_vit_ti_cifar_count(img_size=32), min_input_size=8)
 def r18_vit_ti_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> VisionTransformer:
     """Hybrid for CIFAR: ResNet-18 CIFAR stem + stages 1-3 (8x8x256 at 32 px) -> 6-block ViT-Ti.
 

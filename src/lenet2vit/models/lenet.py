@@ -9,27 +9,21 @@ output layer. Every unit up to F6 is squashed by the paper's scaled tanh
 Deviations from the paper, each also marked where it happens:
 
 * C3 connects to all six S2 maps (the paper's Table I wires each C3 map to only 3, 4 or 6 of
-  them: 1,516 parameters instead of 2,416).
+  them, for 1,516 parameters).
 * S2/S4 are plain 2x2 average pooling by default. The paper's subsampling units sum the four
   inputs, multiply by a trainable coefficient, add a trainable bias and squash (12 + 32 more
-  parameters); ``trainable_subsampling=True`` builds that version (61,750 parameters).
-* The output layer is an ordinary linear layer (84*10 + 10 = 850 parameters) rather than the
+  parameters); ``trainable_subsampling=True`` builds that version.
+* The output layer is an ordinary linear layer (84 inputs, 10 outputs) rather than the
   paper's Euclidean RBF units with fixed, hand-designed 7x12 bitmap prototypes.
 * Weights start uniform in +-sqrt(3/F) (standard deviation 1/sqrt(F), F the fan-in: the
   initialisation of LeCun et al.'s "Efficient BackProp", 1998, Sec. 4.6). Appendix A's
   +-2.4/F (``init="paper"``) shrinks the signal about tenfold per layer; the paper's second-order
   optimizer made up for that, but plain SGD then stays at chance for epochs.
 
-Parameter count of the default (plain) version at 1 input channel and 10 classes, 61,706::
-
-    C1  (1*5*5 + 1) * 6      =    156
-    C3  (6*5*5 + 1) * 16     =  2,416
-    C5  (16*5*5 + 1) * 120   = 48,120
-    F6  (120 + 1) * 84       = 10,164
-    out (84 + 1) * 10        =    850
-
-(The paper's 60,000 trainable parameters are 156 + 12 (S2) + 1,516 (sparse C3) + 32 (S4) +
-48,120 + 10,164: its RBF output layer is not trained.)
+The parameter count of the default (plain) version at 1 input channel and 10 classes is
+worked out layer by layer in :func:`lenet5`'s registration. (The paper's 60,000 trainable
+parameters are those of C1, C5 and F6 plus 12 (S2), 1,516 (sparse C3) and 32 (S4): its RBF
+output layer is not trained.)
 """
 
 from __future__ import annotations
@@ -41,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lenet2vit.registry import register_model
+from lenet2vit.registry import Count, family
 
 __all__ = ["LeNet5", "ScaledTanh", "Subsampling", "lenet5", "LENET5"]
 
@@ -189,19 +183,27 @@ def _init_paper(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-@register_model(
-    family="LeNet",
-    paper=PAPER,
-    year=1998,
+register = family("LeNet", paper=PAPER, year=1998)
+
+
+@register(
     input_size=32,
-    ref_params=61_706,
-    ref_num_classes=10,
-    in_chans=1,
-    ref_source="paper Fig. 2 with full C3 and plain pooling: 156 + 2,416 + 48,120 + 10,164 + 850",
+    params=Count.derived(
+        {
+            "C1 6x1x5x5 + 6": 156,
+            "C3 16x6x5x5 + 16": 2_416,
+            "C5 120x16x5x5 + 120": 48_120,
+            "F6 84x120 + 84": 10_164,
+            "output 10x84 + 10": 850,
+        },
+        note="paper Fig. 2 with full C3 and plain pooling",
+    ),
     reference=None,
     cifar_form=None,  # already a 32x32 network
     min_input_size=32,
     max_input_size=32,  # C5 must meet 5x5 maps
+    ref_num_classes=10,
+    in_chans=1,
 )
 def lenet5(num_classes: int = 10, in_chans: int = 1, **kwargs: Any) -> LeNet5:
     """LeNet-5 (1998): 32x32 digits, scaled tanh, 2x2 average subsampling, full C3."""

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from lenet2vit.layers import ConvNormAct, make_divisible
-from lenet2vit.registry import register_model
+from lenet2vit.registry import TORCHVISION, Count, family
 
 __all__ = ["MobileNetV1", "DepthwiseSeparableConv", "MobileNetV2", "InvertedResidual"]
 
@@ -267,30 +267,20 @@ class MobileNetV2(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
-@register_model(
-    family="MobileNet",
-    paper=_V1_PAPER,
-    year=2017,
-    input_size=224,
-    ref_params=4_231_976,
-    ref_source="timm mobilenetv1_100",
-    reference=("timm", "mobilenetv1_100"),
-    cifar_form="mobilenet_v1_cifar",
-)
+register_v1 = family("MobileNet", paper=_V1_PAPER, year=2017)
+register_v2 = family("MobileNet", paper=_V2_PAPER, year=2018)
+
+
+@register_v1(input_size=224, params=Count.published(4_231_976, "timm mobilenetv1_100"),
+             reference=("timm", "mobilenetv1_100"), cifar_form="mobilenet_v1_cifar")
 def mobilenet_v1(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
-    """MobileNet v1 (1.0, 224): depthwise-separable convolutions, 4.2M params."""
+    """MobileNet v1 (1.0, 224): depthwise-separable convolutions."""
     return MobileNetV1(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-@register_model(
-    family="MobileNet",
-    paper=_V1_PAPER,
-    year=2017,
-    input_size=32,
-    ref_num_classes=10,
-    ref_params=3_217_226,
-    ref_source="derived: mobilenet_v1 4,231,976 - FC 1024*1000+1000 + FC 1024*10+10 (strides hold no weights)",
-)
+@register_v1(input_size=32, ref_num_classes=10,
+             params=Count.derived({"FC 1024x1000 -> 1024x10": -(1024 * 990 + 990)}, base="mobilenet_v1",
+                                  note="strides hold no weights"))
 def mobilenet_v1_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """MobileNet v1 for 32x32: stride-1 stem and first stride-2 layer at stride 1 (4x4 final map)."""
     stages = [list(rows) for rows in MOBILENET_V1_STAGES]
@@ -298,30 +288,17 @@ def mobilenet_v1_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn
     return MobileNetV1(num_classes=num_classes, in_chans=in_chans, stages=stages, stem_stride=1, **kwargs)
 
 
-@register_model(
-    family="MobileNet",
-    paper=_V2_PAPER,
-    year=2018,
-    input_size=224,
-    ref_params=3_504_872,
-    ref_source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1 num_params",
-    reference=("torchvision", "mobilenet_v2"),
-    cifar_form="mobilenet_v2_cifar",
-)
+@register_v2(input_size=224,
+             params=Count.published(3_504_872, TORCHVISION.format("mobilenet_v2")),
+             reference=("torchvision", "mobilenet_v2"), cifar_form="mobilenet_v2_cifar")
 def mobilenet_v2(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
-    """MobileNet v2 (1.0, 224): inverted residuals with linear bottlenecks, 3.5M params."""
+    """MobileNet v2 (1.0, 224): inverted residuals with linear bottlenecks."""
     return MobileNetV2(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-@register_model(
-    family="MobileNet",
-    paper=_V2_PAPER,
-    year=2018,
-    input_size=32,
-    ref_num_classes=10,
-    ref_params=2_236_682,
-    ref_source="derived: mobilenet_v2 3,504,872 - FC 1280*1000+1000 + FC 1280*10+10 (strides hold no weights)",
-)
+@register_v2(input_size=32, ref_num_classes=10,
+             params=Count.derived({"FC 1280x1000 -> 1280x10": -(1280 * 990 + 990)}, base="mobilenet_v2",
+                                  note="strides hold no weights"))
 def mobilenet_v2_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """MobileNet v2 for 32x32: stride-1 stem and 24-channel stage at stride 1 (4x4 final map)."""
     setting = list(MOBILENET_V2_SETTING)

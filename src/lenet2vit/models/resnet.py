@@ -19,30 +19,25 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lenet2vit.registry import register_model
+from lenet2vit.registry import TORCHVISION, Count, family
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "ShortcutA", "CifarBasicBlock", "CifarResNet", "cifar_resnet_params"]
 
 PAPER = "Deep Residual Learning for Image Recognition"
 
-# Table 1 of the paper: block type and blocks per stage (conv2_x .. conv5_x); params at 1000 classes.
+# Table 1 of the paper: block type and blocks per stage (conv2_x .. conv5_x).
 IMAGENET_LAYERS: dict[str, tuple[str, list[int]]] = {
-    "resnet18": ("basic", [2, 2, 2, 2]),  # 11,689,512
-    "resnet34": ("basic", [3, 4, 6, 3]),  # 21,797,672
-    "resnet50": ("bottleneck", [3, 4, 6, 3]),  # 25,557,032
-    "resnet101": ("bottleneck", [3, 4, 23, 3]),  # 44,549,160
-    "resnet152": ("bottleneck", [3, 8, 36, 3]),  # 60,192,808
+    "resnet18": ("basic", [2, 2, 2, 2]),
+    "resnet34": ("basic", [3, 4, 6, 3]),
+    "resnet50": ("bottleneck", [3, 4, 6, 3]),
+    "resnet101": ("bottleneck", [3, 4, 23, 3]),
+    "resnet152": ("bottleneck", [3, 8, 36, 3]),
 }
 
-# Sec. 4.2 of the paper: depth 6n+2 -> n blocks per stage; Table 6 gives the rounded param counts.
-CIFAR_BLOCKS: dict[int, int] = {
-    20: 3,  # 0.27M
-    32: 5,  # 0.46M
-    44: 7,  # 0.66M
-    56: 9,  # 0.85M
-    110: 18,  # 1.7M
-    1202: 200,  # 19.4M
-}
+# Sec. 4.2 of the paper: depth 6n+2 -> n blocks per stage ...
+CIFAR_BLOCKS: dict[int, int] = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
+# ... and Table 6's parameter counts, rounded as the paper prints them.
+TABLE6_PARAMS: dict[int, str] = {20: "0.27M", 32: "0.46M", 44: "0.66M", 56: "0.85M", 110: "1.7M", 1202: "19.4M"}
 CIFAR_WIDTHS = (16, 32, 64)  # filters of the three stages, on 32x32, 16x16 and 8x8 maps
 
 
@@ -220,109 +215,80 @@ def _resnet(name: str, num_classes: int, in_chans: int, cifar_stem: bool = False
     return ResNet(_BLOCKS[block], layers, num_classes=num_classes, in_chans=in_chans, cifar_stem=cifar_stem, **kwargs)
 
 
-def _imagenet_entry(name: str, ref_params: int) -> dict:
-    return dict(
-        family="ResNet",
-        paper=PAPER,
-        year=2015,
-        input_size=224,
-        ref_params=ref_params,
-        ref_source=f"torchvision {name} (num_params of its IMAGENET1K_V1 weights)",
-        reference=("torchvision", name),
-        cifar_form=f"{name}_cifar",
-        min_input_size=1,  # every conv and pool is padded: any size runs (32 px leaves layer4 1x1)
-    )
+register = family("ResNet", paper=PAPER, year=2015)
+register_sec42 = family("ResNet (CIFAR)", paper=PAPER, year=2015)
+# Every conv and pool is padded, so any input size runs (at 32 px layer4 meets a 1x1 map).
+ANY_SIZE = 1
 
 
-@register_model(**_imagenet_entry("resnet18", 11_689_512))
+@register(input_size=224, params=Count.published(11_689_512, TORCHVISION.format("resnet18")),
+          reference=("torchvision", "resnet18"), cifar_form="resnet18_cifar", min_input_size=ANY_SIZE)
 def resnet18(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-18: BasicBlock x [2, 2, 2, 2], projection shortcuts (torchvision layout)."""
     return _resnet("resnet18", num_classes, in_chans, **kwargs)
 
 
-@register_model(**_imagenet_entry("resnet34", 21_797_672))
+@register(input_size=224, params=Count.published(21_797_672, TORCHVISION.format("resnet34")),
+          reference=("torchvision", "resnet34"), cifar_form="resnet34_cifar", min_input_size=ANY_SIZE)
 def resnet34(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-34: BasicBlock x [3, 4, 6, 3], projection shortcuts (torchvision layout)."""
     return _resnet("resnet34", num_classes, in_chans, **kwargs)
 
 
-@register_model(**_imagenet_entry("resnet50", 25_557_032))
+@register(input_size=224, params=Count.published(25_557_032, TORCHVISION.format("resnet50")),
+          reference=("torchvision", "resnet50"), cifar_form="resnet50_cifar", min_input_size=ANY_SIZE)
 def resnet50(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-50: Bottleneck x [3, 4, 6, 3], stride on the 3x3 (torchvision v1.5)."""
     return _resnet("resnet50", num_classes, in_chans, **kwargs)
 
 
-@register_model(**_imagenet_entry("resnet101", 44_549_160))
+@register(input_size=224, params=Count.published(44_549_160, TORCHVISION.format("resnet101")),
+          reference=("torchvision", "resnet101"), cifar_form="resnet101_cifar", min_input_size=ANY_SIZE)
 def resnet101(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-101: Bottleneck x [3, 4, 23, 3], stride on the 3x3 (torchvision v1.5)."""
     return _resnet("resnet101", num_classes, in_chans, **kwargs)
 
 
-@register_model(**_imagenet_entry("resnet152", 60_192_808))
+@register(input_size=224, params=Count.published(60_192_808, TORCHVISION.format("resnet152")),
+          reference=("torchvision", "resnet152"), cifar_form="resnet152_cifar", min_input_size=ANY_SIZE)
 def resnet152(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-152: Bottleneck x [3, 8, 36, 3], stride on the 3x3 (torchvision v1.5)."""
     return _resnet("resnet152", num_classes, in_chans, **kwargs)
 
 
-# CIFAR forms. Count = ImageNet count - 64*3*(7*7 - 3*3) = 7,680 (stem) - (F*1000+1000 - (F*10+10)) (fc),
-# with F = 512 (BasicBlock) or 2048 (Bottleneck) features; the max-pool has no parameters.
+# CIFAR forms: the ImageNet count with a 3x3 stem (64x3x3x3 weights instead of 64x3x7x7:
+# 7,680 fewer) and a 10-way classifier (F*990 + 990 fewer, F = 512 or 2048 features); the max-pool
+# they drop holds no parameters.
+def _cifar_count(base: str, features: int) -> Count:
+    return Count.derived({"3x3 stem": -64 * 3 * (7 * 7 - 3 * 3),
+                          f"fc {features}x1000 -> {features}x10": -(features * 990 + 990)}, base=base)
 
 
-def _cifar_entry(name: str, ref_params: int, derivation: str) -> dict:
-    return dict(
-        family="ResNet",
-        paper=PAPER,
-        year=2015,
-        input_size=32,
-        ref_params=ref_params,
-        ref_num_classes=10,
-        ref_source=f"derived: {derivation}",
-        reference=None,
-        min_input_size=1,  # every conv is padded: any size runs (8 px leaves layer4 1x1)
-    )
-
-
-@register_model(
-    **_cifar_entry("resnet18_cifar", 11_173_962, "11,689,512 - 7,680 (3x3 stem) - 507,870 (fc 512x1000 -> 512x10)")
-)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("resnet18", 512), min_input_size=ANY_SIZE)
 def resnet18_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-18 for 32x32: 3x3 stride-1 stem, no max-pool (kuangliu/pytorch-cifar)."""
     return _resnet("resnet18", num_classes, in_chans, cifar_stem=True, **kwargs)
 
 
-@register_model(
-    **_cifar_entry("resnet34_cifar", 21_282_122, "21,797,672 - 7,680 (3x3 stem) - 507,870 (fc 512x1000 -> 512x10)")
-)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("resnet34", 512), min_input_size=ANY_SIZE)
 def resnet34_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-34 for 32x32: 3x3 stride-1 stem, no max-pool (kuangliu/pytorch-cifar)."""
     return _resnet("resnet34", num_classes, in_chans, cifar_stem=True, **kwargs)
 
 
-@register_model(
-    **_cifar_entry(
-        "resnet50_cifar", 23_520_842, "25,557,032 - 7,680 (3x3 stem) - 2,028,510 (fc 2048x1000 -> 2048x10)"
-    )
-)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("resnet50", 2048), min_input_size=ANY_SIZE)
 def resnet50_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-50 for 32x32: 3x3 stride-1 stem, no max-pool (kuangliu/pytorch-cifar)."""
     return _resnet("resnet50", num_classes, in_chans, cifar_stem=True, **kwargs)
 
 
-@register_model(
-    **_cifar_entry(
-        "resnet101_cifar", 42_512_970, "44,549,160 - 7,680 (3x3 stem) - 2,028,510 (fc 2048x1000 -> 2048x10)"
-    )
-)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("resnet101", 2048), min_input_size=ANY_SIZE)
 def resnet101_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-101 for 32x32: 3x3 stride-1 stem, no max-pool (kuangliu/pytorch-cifar)."""
     return _resnet("resnet101", num_classes, in_chans, cifar_stem=True, **kwargs)
 
 
-@register_model(
-    **_cifar_entry(
-        "resnet152_cifar", 58_156_618, "60,192,808 - 7,680 (3x3 stem) - 2,028,510 (fc 2048x1000 -> 2048x10)"
-    )
-)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("resnet152", 2048), min_input_size=ANY_SIZE)
 def resnet152_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-152 for 32x32: 3x3 stride-1 stem, no max-pool (kuangliu/pytorch-cifar)."""
     return _resnet("resnet152", num_classes, in_chans, cifar_stem=True, **kwargs)
@@ -476,86 +442,77 @@ def _cifar_param_parts(depth: int, num_classes: int = 10, in_chans: int = 3) -> 
     return parts + [64 * num_classes + num_classes]  # fc
 
 
-def _paper_cifar_entry(depth: int, ref_params: int, paper_figure: str) -> dict:
+def _sec42_count(depth: int, plain: bool = False) -> Count:
     stem, s1, s2, s3, fc = _cifar_param_parts(depth)
-    return dict(
-        family="ResNet (CIFAR)",
-        paper=PAPER,
-        year=2015,
-        input_size=32,
-        ref_params=ref_params,
-        ref_num_classes=10,
-        ref_source=(
-            f"derived: stem {stem:,} + stages {s1:,} / {s2:,} / {s3:,} (2n = {2 * CIFAR_BLOCKS[depth]} "
-            f"3x3 conv+BN layers each; option A shortcuts have none) + fc {fc:,}; "
-            f"the paper's Table 6 rounds it to {paper_figure}"
-        ),
-        reference=None,
-        min_input_size=1,  # every conv is padded: any size runs (4 px leaves layer3 1x1)
+    layers = f"{2 * CIFAR_BLOCKS[depth]} 3x3 conv+BN"
+    paper = f"the paper's Table 6 rounds ResNet-{depth}'s to {TABLE6_PARAMS[depth]}"
+    return Count.derived(
+        {"stem": stem, f"stage 1, {layers}": s1, f"stage 2, {layers}": s2, f"stage 3, {layers}": s3, "fc": fc},
+        note=(f"ResNet-{depth}'s layers without shortcuts; " if plain else "option A shortcuts hold none; ") + paper,
     )
 
 
-@register_model(**_paper_cifar_entry(20, 269_722, "0.27M"))
+@register_sec42(input_size=32, ref_num_classes=10, params=_sec42_count(20), min_input_size=ANY_SIZE)
 def resnet20(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-20 (CIFAR-10, Sec. 4.2): n=3, 16/32/64 filters, option A shortcuts."""
     return CifarResNet(20, num_classes, in_chans, shortcut=True, **kwargs)
 
 
-@register_model(**_paper_cifar_entry(32, 464_154, "0.46M"))
+@register_sec42(input_size=32, ref_num_classes=10, params=_sec42_count(32), min_input_size=ANY_SIZE)
 def resnet32(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-32 (CIFAR-10, Sec. 4.2): n=5, 16/32/64 filters, option A shortcuts."""
     return CifarResNet(32, num_classes, in_chans, shortcut=True, **kwargs)
 
 
-@register_model(**_paper_cifar_entry(44, 658_586, "0.66M"))
+@register_sec42(input_size=32, ref_num_classes=10, params=_sec42_count(44), min_input_size=ANY_SIZE)
 def resnet44(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-44 (CIFAR-10, Sec. 4.2): n=7, 16/32/64 filters, option A shortcuts."""
     return CifarResNet(44, num_classes, in_chans, shortcut=True, **kwargs)
 
 
-@register_model(**_paper_cifar_entry(56, 853_018, "0.85M"))
+@register_sec42(input_size=32, ref_num_classes=10, params=_sec42_count(56), min_input_size=ANY_SIZE)
 def resnet56(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-56 (CIFAR-10, Sec. 4.2): n=9, 16/32/64 filters, option A shortcuts."""
     return CifarResNet(56, num_classes, in_chans, shortcut=True, **kwargs)
 
 
-@register_model(**_paper_cifar_entry(110, 1_727_962, "1.7M"))
+@register_sec42(input_size=32, ref_num_classes=10, params=_sec42_count(110), min_input_size=ANY_SIZE)
 def resnet110(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-110 (CIFAR-10, Sec. 4.2): n=18, 16/32/64 filters, option A shortcuts."""
     return CifarResNet(110, num_classes, in_chans, shortcut=True, **kwargs)
 
 
-@register_model(**_paper_cifar_entry(1202, 19_421_274, "19.4M"))
+@register_sec42(input_size=32, ref_num_classes=10, params=_sec42_count(1202), min_input_size=ANY_SIZE)
 def resnet1202(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-1202 (CIFAR-10, Sec. 4.2): n=200, 16/32/64 filters, option A shortcuts."""
     return CifarResNet(1202, num_classes, in_chans, shortcut=True, **kwargs)
 
 
-@register_model(**_paper_cifar_entry(20, 269_722, "0.27M (as ResNet-20)"))
+@register_sec42(input_size=32, ref_num_classes=10, params=_sec42_count(20, plain=True), min_input_size=ANY_SIZE)
 def plain20(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """Plain-20 (CIFAR-10, Sec. 4.2): ResNet-20's layers without shortcuts."""
     return CifarResNet(20, num_classes, in_chans, shortcut=False, **kwargs)
 
 
-@register_model(**_paper_cifar_entry(32, 464_154, "0.46M (as ResNet-32)"))
+@register_sec42(input_size=32, ref_num_classes=10, params=_sec42_count(32, plain=True), min_input_size=ANY_SIZE)
 def plain32(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """Plain-32 (CIFAR-10, Sec. 4.2): ResNet-32's layers without shortcuts."""
     return CifarResNet(32, num_classes, in_chans, shortcut=False, **kwargs)
 
 
-@register_model(**_paper_cifar_entry(44, 658_586, "0.66M (as ResNet-44)"))
+@register_sec42(input_size=32, ref_num_classes=10, params=_sec42_count(44, plain=True), min_input_size=ANY_SIZE)
 def plain44(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """Plain-44 (CIFAR-10, Sec. 4.2): ResNet-44's layers without shortcuts."""
     return CifarResNet(44, num_classes, in_chans, shortcut=False, **kwargs)
 
 
-@register_model(**_paper_cifar_entry(56, 853_018, "0.85M (as ResNet-56)"))
+@register_sec42(input_size=32, ref_num_classes=10, params=_sec42_count(56, plain=True), min_input_size=ANY_SIZE)
 def plain56(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """Plain-56 (CIFAR-10, Sec. 4.2): ResNet-56's layers without shortcuts."""
     return CifarResNet(56, num_classes, in_chans, shortcut=False, **kwargs)
 
 
-@register_model(**_paper_cifar_entry(110, 1_727_962, "1.7M (as ResNet-110)"))
+@register_sec42(input_size=32, ref_num_classes=10, params=_sec42_count(110, plain=True), min_input_size=ANY_SIZE)
 def plain110(num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """Plain-110 (CIFAR-10, Sec. 4.2): ResNet-110's layers without shortcuts."""
     return CifarResNet(110, num_classes, in_chans, shortcut=False, **kwargs)

@@ -17,27 +17,22 @@ to a 1x1x512 map, so the classifier becomes 512-512-classes (same three FC layer
 dropout, same module indices, so :func:`init_from` works on them too) instead of
 25088-4096-4096-classes on a 7x7 map tiled from one pixel.
 
-Parameter counts. The conv stack of each configuration (3x3 conv: 9*c_in*c_out + c_out)::
-
-    A, A-LRN   9,220,480        C   9,996,096 (D with 1x1 convs ending stages 3-5:
-    B          9,404,992                       D - 8*(256*256 + 2*512*512) = D - 4,718,592)
-    D         14,714,688        E  20,024,384
-
-ImageNet head 25088*4096+4096 + 4096*4096+4096 + 4096*1000+1000 = 123,642,856; CIFAR head at
-10 classes 512*512+512 + 512*512+512 + 512*10+10 = 530,442. BN adds 2 parameters per conv
-channel: 2*2,752 = 5,504 (A), 2*2,944 = 5,888 (B), 2*4,224 = 8,448 (C, D), 2*5,504 = 11,008 (E).
+Parameter counts: torchvision's published figures for the eight configurations it ships; each
+registration of the others works its count out from those. LRN holds no parameters (A-LRN has
+A's), C is B with a 1x1 conv added at the end of stages 3-5, BN adds a weight and a bias per
+conv channel, and a CIFAR form is its ImageNet form with the 512-512-classes head in place
+of the 25088-4096-4096-classes one.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, NamedTuple, Union
 
 import torch
 import torch.nn as nn
 
 from lenet2vit.layers import LocalResponseNorm
-from lenet2vit.registry import register_model
+from lenet2vit.registry import TORCHVISION, Count, family
 
 __all__ = [
     "VGG",
@@ -276,103 +271,103 @@ def _vgg(cfg: str, batch_norm: bool, num_classes: int, in_chans: int, cifar: boo
 
 
 # Sec. 3.1: deeper configurations start from a trained configuration A (`--init-from`).
-_imagenet = partial(register_model, family="VGG", paper=PAPER, year=2014, input_size=224, min_input_size=32,
-                    init_from=init_from)
-_cifar = partial(
-    register_model, family="VGG", paper=PAPER, year=2014, input_size=32, ref_num_classes=10, min_input_size=32,
-    init_from=init_from,
-)
+register = family("VGG", paper=PAPER, year=2014, init_from=init_from)
+MIN_SIZE = 32  # the five 2x2/2 max-pools take 32 px to a 1x1 map
 
 
-def _torchvision(name: str) -> dict[str, Any]:
-    # registry facts of a configuration torchvision also ships
-    return {
-        "ref_source": f"torchvision {name.upper()}_Weights.IMAGENET1K_V1 num_params",
-        "reference": ("torchvision", name),
-        "cifar_form": f"{name}_cifar",
-    }
+def _fc_params(features: int, hidden: int, classes: int) -> int:
+    # the three-layer classifier: features-hidden-hidden-classes, with biases
+    return (features + 1) * hidden + (hidden + 1) * hidden + (hidden + 1) * classes
 
 
-_HEAD = " + 123,642,856 (FC 25088-4096-4096-1000)"
-_CIFAR_HEAD = " + 530,442 (FC 512-512-512-10: 262,656 + 262,656 + 5,130)"
+def _conv_widths(cfg: str) -> list[int]:
+    # output channels of every conv (3x3 or 1x1) of a configuration
+    return [v[0] if isinstance(v, tuple) else v for v in cfgs[cfg] if v not in ("M", "LRN")]
 
 
-@_imagenet(ref_params=132_863_336, **_torchvision("vgg11"))
+def _cifar_count(base: str) -> Count:
+    # the ImageNet form's count with the head for the 1x1x512 map in place of the one for 7x7x512
+    return Count.derived({"FC 25088-4096-4096-1000 head": -_fc_params(512 * 7 * 7, 4096, 1000),
+                          "FC 512-512-512-10 head": _fc_params(512, 512, 10)}, base=base)
+
+
+@register(input_size=224, params=Count.published(132_863_336, TORCHVISION.format("vgg11")),
+          reference=("torchvision", "vgg11"), cifar_form="vgg11_cifar", min_input_size=MIN_SIZE)
 def vgg11(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-11, configuration A: 8 conv + 3 FC layers."""
     return _vgg("A", False, num_classes, in_chans, **kwargs)
 
 
-@_imagenet(ref_params=132_868_840, **_torchvision("vgg11_bn"))
+@register(input_size=224, params=Count.published(132_868_840, TORCHVISION.format("vgg11_bn")),
+          reference=("torchvision", "vgg11_bn"), cifar_form="vgg11_bn_cifar", min_input_size=MIN_SIZE)
 def vgg11_bn(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-11 (A) with batch normalisation after every conv (torchvision; not in the paper)."""
     return _vgg("A", True, num_classes, in_chans, **kwargs)
 
 
-@_imagenet(
-    ref_params=132_863_336,
-    ref_source="derived: LRN has no parameters, so A-LRN = A = 9,220,480" + _HEAD,
-    reference=None,
-    cifar_form="vgg11_lrn_cifar",
-)
+@register(input_size=224, params=Count.derived({}, base="vgg11", note="LRN has no parameters, so A-LRN has A's"),
+          reference=None, cifar_form="vgg11_lrn_cifar", min_input_size=MIN_SIZE)
 def vgg11_lrn(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-11 with LRN after the first conv, configuration A-LRN."""
     return _vgg("A-LRN", False, num_classes, in_chans, **kwargs)
 
 
-@_imagenet(ref_params=133_047_848, **_torchvision("vgg13"))
+@register(input_size=224, params=Count.published(133_047_848, TORCHVISION.format("vgg13")),
+          reference=("torchvision", "vgg13"), cifar_form="vgg13_cifar", min_input_size=MIN_SIZE)
 def vgg13(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-13, configuration B: 10 conv + 3 FC layers."""
     return _vgg("B", False, num_classes, in_chans, **kwargs)
 
 
-@_imagenet(ref_params=133_053_736, **_torchvision("vgg13_bn"))
+@register(input_size=224, params=Count.published(133_053_736, TORCHVISION.format("vgg13_bn")),
+          reference=("torchvision", "vgg13_bn"), cifar_form="vgg13_bn_cifar", min_input_size=MIN_SIZE)
 def vgg13_bn(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-13 (B) with batch normalisation after every conv (torchvision; not in the paper)."""
     return _vgg("B", True, num_classes, in_chans, **kwargs)
 
 
-@_imagenet(
-    ref_params=133_638_952,
-    ref_source="derived: conv stack 9,996,096 (D's with 1x1 convs ending stages 3-5)" + _HEAD,
-    reference=None,
-    cifar_form="vgg16_c_cifar",
-)
+# C is B with a 1x1 conv added at the end of stages 3-5 (Table 1): 256-256, 512-512 and 512-512.
+@register(input_size=224,
+          params=Count.derived({"1x1 convs ending stages 3-5, 256-256, 512-512, 512-512":
+                                (256 * 256 + 256) + 2 * (512 * 512 + 512)}, base="vgg13"),
+          reference=None, cifar_form="vgg16_c_cifar", min_input_size=MIN_SIZE)
 def vgg16_c(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-16, configuration C: 1x1 convs as the last conv of stages 3-5."""
     return _vgg("C", False, num_classes, in_chans, **kwargs)
 
 
-@_imagenet(
-    ref_params=133_647_400,
-    ref_source="derived: C 133,638,952 + BN 2*(2*64 + 2*128 + 3*256 + 6*512) = 8,448",
-    reference=None,
-    cifar_form="vgg16_c_bn_cifar",
-)
+@register(input_size=224,
+          params=Count.derived({f"BN after every conv, weight and bias for {sum(_conv_widths('C')):,} channels":
+                                2 * sum(_conv_widths("C"))}, base="vgg16_c"),
+          reference=None, cifar_form="vgg16_c_bn_cifar", min_input_size=MIN_SIZE)
 def vgg16_c_bn(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-16 (C, 1x1 convs) with batch normalisation after every conv (not in the paper)."""
     return _vgg("C", True, num_classes, in_chans, **kwargs)
 
 
-@_imagenet(ref_params=138_357_544, **_torchvision("vgg16"))
+@register(input_size=224, params=Count.published(138_357_544, TORCHVISION.format("vgg16")),
+          reference=("torchvision", "vgg16"), cifar_form="vgg16_cifar", min_input_size=MIN_SIZE)
 def vgg16(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-16, configuration D: 13 conv + 3 FC layers."""
     return _vgg("D", False, num_classes, in_chans, **kwargs)
 
 
-@_imagenet(ref_params=138_365_992, **_torchvision("vgg16_bn"))
+@register(input_size=224, params=Count.published(138_365_992, TORCHVISION.format("vgg16_bn")),
+          reference=("torchvision", "vgg16_bn"), cifar_form="vgg16_bn_cifar", min_input_size=MIN_SIZE)
 def vgg16_bn(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-16 (D) with batch normalisation after every conv (torchvision; not in the paper)."""
     return _vgg("D", True, num_classes, in_chans, **kwargs)
 
 
-@_imagenet(ref_params=143_667_240, **_torchvision("vgg19"))
+@register(input_size=224, params=Count.published(143_667_240, TORCHVISION.format("vgg19")),
+          reference=("torchvision", "vgg19"), cifar_form="vgg19_cifar", min_input_size=MIN_SIZE)
 def vgg19(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-19, configuration E: 16 conv + 3 FC layers."""
     return _vgg("E", False, num_classes, in_chans, **kwargs)
 
 
-@_imagenet(ref_params=143_678_248, **_torchvision("vgg19_bn"))
+@register(input_size=224, params=Count.published(143_678_248, TORCHVISION.format("vgg19_bn")),
+          reference=("torchvision", "vgg19_bn"), cifar_form="vgg19_bn_cifar", min_input_size=MIN_SIZE)
 def vgg19_bn(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-19 (E) with batch normalisation after every conv (torchvision; not in the paper)."""
     return _vgg("E", True, num_classes, in_chans, **kwargs)
@@ -381,67 +376,67 @@ def vgg19_bn(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> VGG:
 # CIFAR forms: the same conv stacks, 512-512-classes head on the 1x1x512 map.
 
 
-@_cifar(ref_params=9_750_922, ref_source="derived: conv stack A 9,220,480" + _CIFAR_HEAD)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("vgg11"), min_input_size=MIN_SIZE)
 def vgg11_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-11 (A) for 32x32: 512-512 FC head on the 1x1x512 map."""
     return _vgg("A", False, num_classes, in_chans, cifar=True, **kwargs)
 
 
-@_cifar(ref_params=9_756_426, ref_source="derived: conv stack A 9,220,480 + BN 5,504" + _CIFAR_HEAD)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("vgg11_bn"), min_input_size=MIN_SIZE)
 def vgg11_bn_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-11 (A) with BN for 32x32: 512-512 FC head on the 1x1x512 map."""
     return _vgg("A", True, num_classes, in_chans, cifar=True, **kwargs)
 
 
-@_cifar(ref_params=9_750_922, ref_source="derived: conv stack A-LRN 9,220,480" + _CIFAR_HEAD)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("vgg11_lrn"), min_input_size=MIN_SIZE)
 def vgg11_lrn_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-11 with LRN (A-LRN) for 32x32: 512-512 FC head on the 1x1x512 map."""
     return _vgg("A-LRN", False, num_classes, in_chans, cifar=True, **kwargs)
 
 
-@_cifar(ref_params=9_935_434, ref_source="derived: conv stack B 9,404,992" + _CIFAR_HEAD)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("vgg13"), min_input_size=MIN_SIZE)
 def vgg13_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-13 (B) for 32x32: 512-512 FC head on the 1x1x512 map."""
     return _vgg("B", False, num_classes, in_chans, cifar=True, **kwargs)
 
 
-@_cifar(ref_params=9_941_322, ref_source="derived: conv stack B 9,404,992 + BN 5,888" + _CIFAR_HEAD)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("vgg13_bn"), min_input_size=MIN_SIZE)
 def vgg13_bn_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-13 (B) with BN for 32x32: 512-512 FC head on the 1x1x512 map."""
     return _vgg("B", True, num_classes, in_chans, cifar=True, **kwargs)
 
 
-@_cifar(ref_params=10_526_538, ref_source="derived: conv stack C 9,996,096" + _CIFAR_HEAD)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("vgg16_c"), min_input_size=MIN_SIZE)
 def vgg16_c_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-16 (C, 1x1 convs) for 32x32: 512-512 FC head on the 1x1x512 map."""
     return _vgg("C", False, num_classes, in_chans, cifar=True, **kwargs)
 
 
-@_cifar(ref_params=10_534_986, ref_source="derived: conv stack C 9,996,096 + BN 8,448" + _CIFAR_HEAD)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("vgg16_c_bn"), min_input_size=MIN_SIZE)
 def vgg16_c_bn_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-16 (C, 1x1 convs) with BN for 32x32: 512-512 FC head on the 1x1x512 map."""
     return _vgg("C", True, num_classes, in_chans, cifar=True, **kwargs)
 
 
-@_cifar(ref_params=15_245_130, ref_source="derived: conv stack D 14,714,688" + _CIFAR_HEAD)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("vgg16"), min_input_size=MIN_SIZE)
 def vgg16_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-16 (D) for 32x32: 512-512 FC head on the 1x1x512 map."""
     return _vgg("D", False, num_classes, in_chans, cifar=True, **kwargs)
 
 
-@_cifar(ref_params=15_253_578, ref_source="derived: conv stack D 14,714,688 + BN 8,448" + _CIFAR_HEAD)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("vgg16_bn"), min_input_size=MIN_SIZE)
 def vgg16_bn_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-16 (D) with BN for 32x32: 512-512 FC head on the 1x1x512 map."""
     return _vgg("D", True, num_classes, in_chans, cifar=True, **kwargs)
 
 
-@_cifar(ref_params=20_554_826, ref_source="derived: conv stack E 20,024,384" + _CIFAR_HEAD)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("vgg19"), min_input_size=MIN_SIZE)
 def vgg19_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-19 (E) for 32x32: 512-512 FC head on the 1x1x512 map."""
     return _vgg("E", False, num_classes, in_chans, cifar=True, **kwargs)
 
 
-@_cifar(ref_params=20_565_834, ref_source="derived: conv stack E 20,024,384 + BN 11,008" + _CIFAR_HEAD)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("vgg19_bn"), min_input_size=MIN_SIZE)
 def vgg19_bn_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> VGG:
     """VGG-19 (E) with BN for 32x32: 512-512 FC head on the 1x1x512 map."""
     return _vgg("E", True, num_classes, in_chans, cifar=True, **kwargs)

@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lenet2vit.layers import DropPath
-from lenet2vit.registry import register_model
+from lenet2vit.registry import TORCHVISION, Count, family
 
 __all__ = [
     "ViTConfig",
@@ -58,12 +58,12 @@ PAPER = "An Image is Worth 16x16 Words: Transformers for Image Recognition at Sc
 
 # Model sizes (paper Table 1; Ti and S are from DeiT, Touvron et al. 2021, used by timm and
 # "How to train your ViT?", Steiner et al. 2021).
-#        (width D, depth L, heads, MLP size)   params at 224 px, patch 16, 1000 classes
+#        (width D, depth L, heads, MLP size); the registrations below give each model's count
 VIT_SIZES: dict[str, tuple[int, int, int, int]] = {
-    "Ti": (192, 12, 3, 768),  # 5,717,416
-    "S": (384, 12, 6, 1536),  # 22,050,664
-    "B": (768, 12, 12, 3072),  # 86,567,656 (paper: 86M; patch 32: 88,224,232)
-    "L": (1024, 24, 16, 4096),  # 304,326,632 (paper: 307M)
+    "Ti": (192, 12, 3, 768),
+    "S": (384, 12, 6, 1536),
+    "B": (768, 12, 12, 3072),
+    "L": (1024, 24, 16, 4096),
 }
 
 
@@ -392,96 +392,79 @@ def _vit(size: str, patch_size: int, num_classes: int, in_chans: int, **kwargs) 
 # ImageNet model's (`<name>_cifar`) so `--form cifar` finds it.
 
 
-@register_model(
-    family="ViT",
-    paper=PAPER,
-    year=2020,
-    input_size=224,
-    ref_params=5_717_416,
-    ref_source="timm vit_tiny_patch16_224",
-    reference=("timm", "vit_tiny_patch16_224"),
-    cifar_form="vit_ti_16_cifar",
-    min_input_size=16,
-)
+def _block_params(width: int, mlp_dim: int) -> int:
+    """One encoder block: qkv and output projections, the MLP's two dense layers, two LayerNorms."""
+    attn = (width * 3 * width + 3 * width) + (width * width + width)
+    mlp = (width * mlp_dim + mlp_dim) + (mlp_dim * width + width)
+    return attn + mlp + 2 * (2 * width)
+
+
+def vit_count(size: str, embed: dict[str, int], tokens: int, num_classes: int, depth: int | None = None,
+              note: str = "") -> Count:
+    """The count of a ViT of a :data:`VIT_SIZES` row, term by term: the patch embedding's ``embed``
+    terms, the class token, ``tokens`` position embeddings, ``depth`` blocks (the row's unless
+    given), the final LayerNorm and a ``num_classes`` head."""
+    width, size_depth, _, mlp_dim = VIT_SIZES[size]
+    depth = size_depth if depth is None else depth
+    block = _block_params(width, mlp_dim)
+    return Count.derived({
+        **embed,
+        "class token": width,
+        f"position embedding, {tokens} tokens x {width}": tokens * width,
+        f"{depth} blocks x {block:,}": depth * block,
+        "final LayerNorm": 2 * width,
+        f"head {width}x{num_classes}": width * num_classes + num_classes,
+    }, note=note)
+
+
+def _cifar_count(size: str, patch: int, img_size: int) -> Count:
+    width = VIT_SIZES[size][0]
+    embed = {f"patch embedding, 3x{patch}x{patch} -> {width}": 3 * patch * patch * width + width}
+    return vit_count(size, embed, tokens=1 + (img_size // patch) ** 2, num_classes=10,
+                     note=f"ViT-{size} with {patch}-px patches at {img_size} px")
+
+
+register = family("ViT", paper=PAPER, year=2020)
+
+
+@register(input_size=224, params=Count.published(5_717_416, "timm vit_tiny_patch16_224"),
+          reference=("timm", "vit_tiny_patch16_224"), cifar_form="vit_ti_16_cifar", min_input_size=16)
 def vit_ti_16(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> VisionTransformer:
     """ViT-Ti/16: D=192, 12 blocks, 3 heads (DeiT-Ti size)."""
     return _vit("Ti", 16, num_classes, in_chans, **kwargs)
 
 
-@register_model(
-    family="ViT",
-    paper=PAPER,
-    year=2020,
-    input_size=224,
-    ref_params=22_050_664,
-    ref_source="timm vit_small_patch16_224",
-    reference=("timm", "vit_small_patch16_224"),
-    cifar_form="vit_s_16_cifar",
-    min_input_size=16,
-)
+@register(input_size=224, params=Count.published(22_050_664, "timm vit_small_patch16_224"),
+          reference=("timm", "vit_small_patch16_224"), cifar_form="vit_s_16_cifar", min_input_size=16)
 def vit_s_16(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> VisionTransformer:
     """ViT-S/16: D=384, 12 blocks, 6 heads (DeiT-S size)."""
     return _vit("S", 16, num_classes, in_chans, **kwargs)
 
 
-@register_model(
-    family="ViT",
-    paper=PAPER,
-    year=2020,
-    input_size=224,
-    ref_params=86_567_656,
-    ref_source="torchvision vit_b_16",
-    reference=("torchvision", "vit_b_16"),
-    min_input_size=16,
-)
+@register(input_size=224,
+          params=Count.published(86_567_656, TORCHVISION.format("vit_b_16") + "; the paper's Table 1 rounds to 86M"),
+          reference=("torchvision", "vit_b_16"), min_input_size=16)
 def vit_b_16(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> VisionTransformer:
     """ViT-B/16: D=768, 12 blocks, 12 heads, 16-px patches (paper Table 1)."""
     return _vit("B", 16, num_classes, in_chans, **kwargs)
 
 
-@register_model(
-    family="ViT",
-    paper=PAPER,
-    year=2020,
-    input_size=224,
-    ref_params=88_224_232,
-    ref_source="torchvision vit_b_32",
-    reference=("torchvision", "vit_b_32"),
-    min_input_size=32,
-)
+@register(input_size=224, params=Count.published(88_224_232, TORCHVISION.format("vit_b_32")),
+          reference=("torchvision", "vit_b_32"), min_input_size=32)
 def vit_b_32(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> VisionTransformer:
     """ViT-B/32: D=768, 12 blocks, 12 heads, 32-px patches (paper Table 1)."""
     return _vit("B", 32, num_classes, in_chans, **kwargs)
 
 
-@register_model(
-    family="ViT",
-    paper=PAPER,
-    year=2020,
-    input_size=224,
-    ref_params=304_326_632,
-    ref_source="torchvision vit_l_16",
-    reference=("torchvision", "vit_l_16"),
-    min_input_size=16,
-)
+@register(input_size=224,
+          params=Count.published(304_326_632, TORCHVISION.format("vit_l_16") + "; the paper's Table 1 says 307M"),
+          reference=("torchvision", "vit_l_16"), min_input_size=16)
 def vit_l_16(num_classes: int = 1000, in_chans: int = 3, **kwargs) -> VisionTransformer:
     """ViT-L/16: D=1024, 24 blocks, 16 heads, 16-px patches (paper Table 1)."""
     return _vit("L", 16, num_classes, in_chans, **kwargs)
 
 
-@register_model(
-    family="ViT",
-    paper=PAPER,
-    year=2020,
-    input_size=32,
-    ref_params=5_362_762,
-    ref_num_classes=10,
-    ref_source=(
-        "derived: ViT-Ti, patch 4: embed 3*4*4*192+192=9,408 + cls 192 + pos 65*192=12,480 "
-        "+ 12 blocks * 444,864 + norm 384 + head 192*10+10=1,930"
-    ),
-    min_input_size=4,
-)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("Ti", patch=4, img_size=32), min_input_size=4)
 def vit_ti_16_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> VisionTransformer:
     """ViT-Ti for CIFAR: D=192, 12 blocks, 3 heads, patch 4 at 32 px (64 tokens).
 
@@ -492,19 +475,7 @@ def vit_ti_16_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> Visio
     return _vit("Ti", 4, num_classes, in_chans, **kwargs)
 
 
-@register_model(
-    family="ViT",
-    paper=PAPER,
-    year=2020,
-    input_size=32,
-    ref_params=21_342_346,
-    ref_num_classes=10,
-    ref_source=(
-        "derived: ViT-S, patch 4: embed 3*4*4*384+384=18,816 + cls 384 + pos 65*384=24,960 "
-        "+ 12 blocks * 1,774,464 + norm 768 + head 384*10+10=3,850"
-    ),
-    min_input_size=4,
-)
+@register(input_size=32, ref_num_classes=10, params=_cifar_count("S", patch=4, img_size=32), min_input_size=4)
 def vit_s_16_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs) -> VisionTransformer:
     """ViT-S for CIFAR: D=384, 12 blocks, 6 heads, patch 4 at 32 px (64 tokens).
 
