@@ -40,3 +40,27 @@ def cifar_jpeg_archive() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep decoded-data caches of tests out of the user's home."""
     monkeypatch.setenv("LENET2VIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _make_photo_folder(root: Path, per_class: int = 8, splits=("train", "val")) -> Path:
+    """An ImageNet-shaped folder: train/ + val/ of three classes, JPEGs of varied size and aspect."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for c_i, c in enumerate(("cat", "dog", "emu")):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(per_class if split == "train" else max(per_class // 4, 2)):
+                h, w = int(rng.integers(40, 90)), int(rng.integers(40, 90))
+                img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+                img[..., c_i] = 255 - c_i * 60  # a class-coloured channel, so a net can learn it
+                Image.fromarray(img).save(d / f"{i:03d}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture
+def photo_folder():
+    """``photo_folder(root, per_class=8)``: writes a train/ + val/ folder of varied JPEGs at root."""
+    return _make_photo_folder

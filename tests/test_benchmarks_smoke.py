@@ -181,6 +181,19 @@ def test_train_speed_finds_the_shared_archive(cifar_archive: Path, tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_stream_memory_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "stream.json"
+    proc = run_script("stream_memory", "--smoke", "--root", str(tmp_path / "folders"), "--workers", "1",
+                      "--out", str(out))
+    s = proc.stdout
+    res = json.loads(out.read_text())
+    ours = figure_value(s, "stream 60 images: images/s")
+    ref = figure_value(s, "reference ImageFolder + DataLoader 60 images: images/s")
+    assert figure_value(s, "stream / reference images/s") == pytest.approx(ours / ref, rel=0.02)
+    assert res["folders"]["120"]["stream"]["images"] == 100  # one epoch of the train split (20% is held out as test)
+    assert len(list((tmp_path / "folders").glob("photos-120-*/train/*/*.jpg"))) == 120
+
+
 def test_loader_speed_smoke(tmp_path: Path) -> None:
     out = tmp_path / "loader.json"
     proc = run_script("loader_speed", "--smoke", "--synthetic", "--images", "600", "--batch-sizes", "256,64",

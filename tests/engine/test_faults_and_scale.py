@@ -117,3 +117,30 @@ def test_a_study_folder_belongs_to_one_compare_per_shard(tmp_path):
     with FolderLock(tmp_path / "study", "process running shard 0/2", ".study-shard-0-of-2.lock"):
         with pytest.raises(FolderBusyError, match="another process running shard 0/2"):
             compare("lenet5", preset="quick", out=tmp_path / "study", shard="0/2", progress=False, log=lambda s: None)
+
+
+@pytest.mark.slow
+def test_a_streamed_photo_folder_trains_under_torchrun_as_one_process(tmp_path, photo_folder):
+    """train/ + val/ of variable-size JPEGs, streamed: 2 gloo ranks reach one process's weights."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not found beside the Python interpreter")
+    photos = photo_folder(tmp_path / "photos", per_class=24)
+    env = dict(ENV, LENET2VIT_MEMORY_BUDGET="1M")  # the folder decodes to 13 MB at 224 px: auto streams it
+
+    def train(out: Path, *launcher: str) -> subprocess.CompletedProcess:
+        cmd = [*launcher, "-m", "lenet2vit", "train", "lenet5", "--dataset", "folder", "--data-dir", str(photos),
+               "--preset", "quick", "--epochs", "2", "--batch-size", "8", "--workers", "1", "--amp", "fp32",
+               "--device", "cpu", "--no-progress", "--out", str(out)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    one = train(tmp_path / "one", sys.executable)
+    assert "data path: stream" in one.stdout and "RandomResizedCrop" in one.stdout
+    train(tmp_path / "two", torchrun, "--nproc-per-node", "2", "--master-port", str(_free_port()))
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+    cfg = json.loads((tmp_path / "two" / "config.json").read_text())
+    assert cfg["world_size"] == 2 and cfg["dataset"]["mode"] == "stream" and cfg["dataset"]["roles"]["test"] == "val/"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from lenet2vit.data.stream import DATA_MODES
 from lenet2vit.engine.config import AMP, FORMS, OPTIMIZERS, SCHEDULES, TTA, TrainConfig
 
 __all__ = [
@@ -111,11 +112,14 @@ HELP = {
     "sync_bn": "distributed (torchrun): synchronise BatchNorm statistics across processes",
     "deterministic": "deterministic kernels (cuDNN, cuBLAS, torch.use_deterministic_algorithms); slower on GPUs",
     "nonfinite": "on a NaN/inf loss: stop (default) or skip the batch",
+    "data_mode": "image folders: decode into memory, or stream from disk with worker processes (auto: stream "
+                 "when the decoded set would pass $LENET2VIT_MEMORY_BUDGET, default half the RAM)",
+    "workers": "streaming: decoding processes per rank (default: the CPUs, shared by the local ranks)",
     "form": "auto: the CIFAR form (3x3 stem, no early pooling) for images <= 64px (seed-paper: imagenet)",
 }
 CHOICES = {
     "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "tta": TTA, "amp": AMP, "form": FORMS,
-    "channels_last": ("auto", "on", "off"), "milestone_unit": ("epoch", "step"), "nonfinite": ("stop", "skip"),
+    "channels_last": ("auto", "on", "off"), "data_mode": DATA_MODES, "milestone_unit": ("epoch", "step"), "nonfinite": ("stop", "skip"),
 }
 POSITIVE = {"lr", "epochs", "batch_size", "eval_batch_size"}  # zero is no value for these
 

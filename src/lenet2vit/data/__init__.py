@@ -1,9 +1,12 @@
-"""Data: sources decoded once into one uint8 tensor, cached on disk, and an in-memory loader.
+"""Data: sources decoded once into one uint8 tensor, cached on disk, and an in-memory loader;
+or, for image folders too large for memory, a streaming loader over the files.
 
 A data set (CIFAR-10 batches or image folders, any image folder or archive, scikit-learn's
 digits) is decoded once into ImageArrays (uint8 (N, C, H, W) plus int64 labels) and cached.
 Training keeps it on the training device; DeviceLoader draws batches by a seeded permutation
 and augments whole batches with tensor ops: no DataLoader, no workers, no per-image Python.
+An image folder whose decoded pixels would pass the memory budget stays a list of files
+(ImageFiles), and StreamLoader decodes its batches in worker processes (data/stream.py).
 """
 
 from lenet2vit.data.archive import safe_extract
@@ -22,7 +25,16 @@ from lenet2vit.data.preprocess import (
     is_image_name,
     match_channels,
 )
-from lenet2vit.data.sources import CIFAR10_CLASSES, DATASETS, load_split, load_train_val_test, split_roles
+from lenet2vit.data.sources import (
+    CIFAR10_CLASSES,
+    DATASETS,
+    index_train_val_test,
+    load_split,
+    load_train_val_test,
+    split_roles,
+    streamable,
+)
+from lenet2vit.data.stream import DATA_MODES, ImageFiles, StreamLoader, choose_mode, memory_budget
 
 __all__ = [
     "DataError",
@@ -35,6 +47,13 @@ __all__ = [
     "train_val_split",
     "channel_stats",
     "DeviceLoader",
+    "ImageFiles",
+    "StreamLoader",
+    "DATA_MODES",
+    "choose_mode",
+    "memory_budget",
+    "index_train_val_test",
+    "streamable",
     "Augment",
     "augment_batch",
     "PaperAugment",

@@ -28,6 +28,7 @@ from lenet2vit.data.arrays import (
 from lenet2vit.data.cache import cache_file, load_cached, resolve_cache_dir, save_cached
 from lenet2vit.data.decode import Entry, decode_entries
 from lenet2vit.data.preprocess import fit_square, is_image_name
+from lenet2vit.data.stream import ImageFiles, probe_size, split_files
 
 DATASETS = ("cifar10", "folder", "digits")
 SPLITS = ("train", "test")
@@ -214,30 +215,39 @@ def _class_folders(tree: Tree, d: str, where: str) -> list[str]:
     return classes
 
 
-def _decode_folder(
-    tree: Tree, layout: _Layout, d: str, classes: list[str], image_size: int | None,
-    strict: bool, progress: bool, desc: str, where: str,
-) -> ImageArrays:
-    entries = []
+def _list_images(tree: Tree, d: str, classes: list[str], where: str) -> list[tuple[str, int]]:
+    """(path in the tree, label) of every image under the class folders of ``d``."""
+    out = []
     for c in _class_folders(tree, d, where):
         files = [f for f in tree.files_under(_join(d, c)) if is_image_name(f)]
         if not files:
             raise DataError(
                 f"class folder {_join(d, c)} in {where} has no images; add images to it or remove it"
             )
-        label = classes.index(c)
-        for f in files:
-            name = f[len(layout.prefix) + 1 :] if layout.prefix else f
-            entries.append(Entry(name, label, functools.partial(tree.read, f)))
+        out += [(f, classes.index(c)) for f in files]
+    return out
+
+
+def _split_origin(layout: _Layout, d: str) -> str:
+    inside = d[len(layout.prefix) + 1:] if layout.prefix and d.startswith(layout.prefix + "/") else d
+    return f"{inside}/" if inside and inside != layout.prefix else "the class folders"
+
+
+def _decode_folder(
+    tree: Tree, layout: _Layout, d: str, classes: list[str], image_size: int | None,
+    strict: bool, progress: bool, desc: str, where: str,
+) -> ImageArrays:
+    entries = []
+    for f, label in _list_images(tree, d, classes, where):
+        name = f[len(layout.prefix) + 1 :] if layout.prefix else f
+        entries.append(Entry(name, label, functools.partial(tree.read, f)))
     images, labels, skipped = decode_entries(entries, image_size, strict=strict, progress=progress, desc=desc)
     if len(images) == 0:
         raise DataError(
             f"none of the {len(entries)} image files in {d or '.'} of {where} could be read "
             f"(e.g. {skipped[0]}); check that they are images"
         )
-    inside = d[len(layout.prefix) + 1:] if layout.prefix and d.startswith(layout.prefix + "/") else d
-    return ImageArrays(images, labels, classes, skipped, f"{inside}/" if inside and inside != layout.prefix else
-                       "the class folders")
+    return ImageArrays(images, labels, classes, skipped, _split_origin(layout, d))
 
 
 def _build_tree(
@@ -529,6 +539,86 @@ def load_train_val_test(
     if own_val is not None:
         return train, own_val, test
     train, val = train_val_split(train, val_fraction, seed)
+    return train, val, test
+
+
+def streamable(dataset: str, data_dir: str | Path | None) -> bool:
+    """Whether a data set is an image folder on disk, the one kind the streaming path reads."""
+    if canonical_dataset(dataset) == "digits" or data_dir is None:
+        return False
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        return False
+    return not any((p / "data_batch_1").is_file() for p in (path, path / "cifar-10-batches-py"))
+
+
+def index_train_val_test(
+    dataset: str,
+    data_dir: str | Path | None,
+    *,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    image_size: int | None = None,
+    limit: int | None = None,
+) -> tuple[ImageFiles, ImageFiles, ImageFiles]:
+    """(train, val, test) of an image folder as lists of files, for the streaming path.
+
+    The same layouts, roles, held-out splits and ``limit`` as :func:`load_train_val_test`,
+    decided from the folder listing alone: nothing is decoded. The stored size is
+    ``image_size``, else the images' own side when they are squares of one size, else 224
+    (:func:`~lenet2vit.data.stream.probe_size`). Only a folder on disk streams: an archive
+    is decoded in memory (extract it to stream it).
+    """
+    name = canonical_dataset(dataset)
+    if name == "digits":
+        raise DataError("the digits data set is decoded in memory; drop --data-mode stream")
+    path = _locate(name, data_dir, False, resolve_cache_dir(None))
+    if not path.is_dir():
+        raise DataError(f"{path} is an archive; the streaming path reads a folder on disk: extract it "
+                        "(e.g. tar -xf / unzip) and pass the folder, or pass --data-mode memory")
+    tree, where = DirTree(path), str(path)
+    layout = _detect_layout(name, tree, where)
+    if layout.kind == "batches":
+        raise DataError(f"{where} holds the CIFAR-10 batches, which are decoded in memory; drop --data-mode stream")
+    if name == "cifar10" and not (layout.has_test or layout.has_val):
+        raise DataError(f"{where} has train/ but no test/ folder (nor val/); CIFAR-10 needs both "
+                        "(use dataset 'folder' to hold a test split out of train/)")
+    train_dir = layout.prefix if layout.flat else _join(layout.prefix, "train")
+    classes = _class_folders(tree, train_dir, where)
+    if len(classes) < 2:
+        raise DataError(f"need at least 2 classes, found only {classes[0]!r} in {train_dir or '.'} of {where}; "
+                        "add a folder per class")
+
+    def files_of(d: str, size: int | None) -> ImageFiles:
+        listed = _list_images(tree, d, classes, where)
+        names = [f for f, _ in listed]
+        return ImageFiles(path, names, torch.tensor([label for _, label in listed], dtype=torch.int64), list(classes),
+                          size or probe_size(path, names), _split_origin(layout, d))
+
+    train = files_of(train_dir, image_size)
+    if not (layout.has_test or layout.has_val):
+        keep, hold = stratified_holdout(train.labels, HOLDOUT_FRACTION, HOLDOUT_SEED)
+        parts = {"train": train.subset(keep), "test": train.subset(hold)}
+        parts["test"].origin = f"{HOLDOUT_FRACTION:.0%} held out of {train.origin}"
+    else:
+        parts = {"train": train}
+        for split, folder in layout.roles.items():
+            if split != "train":
+                d = _join(layout.prefix, folder)
+                extra = sorted(set(_class_folders(tree, d, where)) - set(classes))
+                if extra:
+                    raise DataError(f"{folder}/ in {where} has class folder(s) {', '.join(extra)} that train/ lacks; "
+                                    "use the same class folders in both")
+                parts[split] = files_of(d, train.image_size)  # every split takes the training size
+    train, test, own_val = parts["train"], parts["test"], parts.get("val")
+    if limit is not None:
+        train = train.subset(balanced_subset(train.labels, limit, seed))
+        test = test.subset(balanced_subset(test.labels, max(limit // 5, 1), seed))
+        if own_val is not None:
+            own_val = own_val.subset(balanced_subset(own_val.labels, max(limit // 5, 1), seed))
+    if own_val is not None:
+        return train, own_val, test
+    train, val = split_files(train, val_fraction, seed)
     return train, val, test
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, fields, replace
 
+from lenet2vit.data.stream import DATA_MODES
 from lenet2vit.errors import UserError
 
 __all__ = ["TrainConfig", "MIN_STEPS_PER_EPOCH", "MAX_WARMUP_FRACTION", "PRESETS", "get_preset", "ConfigError"]
@@ -81,6 +82,8 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels everywhere (slower on GPUs): runtime.set_deterministic
     nonfinite: str = "stop"  # "stop" | "skip": what a NaN/inf loss does
     form: str = "auto"  # the architecture's form: auto (the CIFAR form for images <= 64 px), imagenet, cifar
+    data_mode: str = "auto"  # image folders: decoded in memory, or streamed from disk (auto: by the memory budget)
+    workers: int | None = None  # streaming: decoding processes per rank (None: the CPUs, shared by the local ranks)
 
     def __post_init__(self) -> None:
         def bad(name, value, allowed):
@@ -100,6 +103,8 @@ class TrainConfig:
             bad("milestone_unit", self.milestone_unit, ("epoch", "step"))
         if self.form not in FORMS:
             bad("form", self.form, FORMS)
+        if self.data_mode not in DATA_MODES:
+            bad("data_mode", self.data_mode, DATA_MODES)
         if self.nonfinite not in ("stop", "skip"):
             bad("nonfinite", self.nonfinite, ("stop", "skip"))
         for name in ("epochs", "batch_size", "eval_batch_size"):

@@ -55,19 +55,46 @@ SPLIT_SEED = 0  # the train/val split is the same for every model and training s
 
 
 def prepare_data(dataset: str, data_dir, cfg: TrainConfig, *, download: bool = False, strict: bool = False,
-                 progress: bool = True):
-    """Train / val / test arrays for a protocol (val held out of train with a fixed seed)."""
-    from lenet2vit.data import load_train_val_test
+                 progress: bool = True, log=None):
+    """Train / val / test for a protocol (val held out of train with a fixed seed): arrays decoded
+    in memory, or, for an image folder on disk whose decoded set would not fit the memory budget
+    (or with ``data_mode="stream"``), the lists of files the streaming loader reads."""
+    from lenet2vit.data import choose_mode, index_train_val_test, load_train_val_test, streamable
 
+    if cfg.data_mode == "stream" or (cfg.data_mode == "auto" and streamable(dataset, data_dir)):
+        files = index_train_val_test(dataset, data_dir, val_fraction=cfg.val_fraction, seed=SPLIT_SEED,
+                                     limit=cfg.limit)
+        mode, why = choose_mode(cfg.data_mode, sum(map(len, files)), files[0].image_size)
+        if log is not None:
+            log(f"data path: {why}")
+            if mode == "stream":
+                log(_stream_views(cfg))
+        if mode == "stream":
+            return files
     return load_train_val_test(
         dataset, data_dir, val_fraction=cfg.val_fraction, seed=SPLIT_SEED, download=download, strict=strict,
         limit=cfg.limit, progress=progress,
     )
 
 
+def _stream_views(cfg: TrainConfig) -> str:
+    """What the streamed training views are: the ImageNet recipe's crops in place of the
+    in-memory crop schedules (a preset's padding crop is for small stored squares)."""
+    replaced = [f"{name} {getattr(cfg, name)}" for name in ("crop_padding", "alternate_flip") if getattr(cfg, name)]
+    return ("train views: RandomResizedCrop (scale 0.08-1)" + (" + flip" if cfg.flip else "")
+            + (f", in place of {' and '.join(replaced)} (in-memory sets only)" if replaced else ""))
+
+
+def _is_streamed(data) -> bool:
+    from lenet2vit.data import ImageFiles
+
+    return isinstance(data, ImageFiles)
+
+
 def make_loader(arrays, cfg: TrainConfig, *, train: bool, device, mean, std, channels_last: bool,
                 input_size: int, seed: int | None = None, pca: dict | None = None):
-    from lenet2vit.data import Augment, DeviceLoader, PaperAugment
+    """The loader of one split: DeviceLoader for arrays in memory, StreamLoader for files on disk."""
+    from lenet2vit.data import Augment, DeviceLoader, PaperAugment, StreamLoader
 
     rank, world = dist_info()
     paper = None
@@ -77,6 +104,13 @@ def make_loader(arrays, cfg: TrainConfig, *, train: bool, device, mean, std, cha
             pca_lighting=cfg.pca_lighting,
             eigvals=tuple(pca["eigvals"]) if pca else None,
             eigvecs=tuple(map(tuple, pca["eigvecs"])) if pca else None,
+        )
+    if _is_streamed(arrays):
+        return StreamLoader(
+            arrays, cfg.batch_size if train else cfg.eval_batch_size, shuffle=train,
+            seed=cfg.seed if seed is None else seed, device=device, mean=mean, std=std, flip=train and cfg.flip,
+            drop_last=train, channels_last=channels_last, image_size=input_size, rank=rank, world_size=world,
+            paper_augment=paper, workers=cfg.workers,
         )
     aug = (Augment(crop_padding=cfg.crop_padding, flip=cfg.flip, alternate_flip=cfg.alternate_flip)
            if train and (cfg.crop_padding or cfg.flip) else None)
@@ -193,9 +227,9 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
     if pretrained and cfg.form == "auto":
         cfg = cfg.replace(form="imagenet")  # published weights are for the paper's form
     if data is None:
-        data = prepare_data(dataset, data_dir, cfg, download=download, strict=strict, progress=progress)
+        data = prepare_data(dataset, data_dir, cfg, download=download, strict=strict, progress=progress, log=log)
     train, val, test = data
-    log("data: " + ", ".join(f"{split} {len(a)} images from {a.origin}" for split, a in
+    log(("data (streamed from disk): " if _is_streamed(train) else "data: ") + ", ".join(f"{split} {len(a)} images from {a.origin}" for split, a in
                              (("train", train), ("val", val), ("test", test)) if a.origin))
     cfg, fitted = cfg.fit_to_data(len(train))
     if fitted:
@@ -291,7 +325,8 @@ def _normalisation(cfg: TrainConfig, train) -> tuple[list[float], list[float]]:
     if cfg.mean is None or cfg.std is None:
         from lenet2vit.data import channel_stats
 
-        mean, std = channel_stats(train)
+        # a streamed split is estimated on a seeded sample of its images
+        mean, std = channel_stats(train.sample() if _is_streamed(train) else train)
     else:
         mean, std = list(cfg.mean), list(cfg.std)
     if len(mean) != train.channels:  # e.g. grey digits with a 3-channel preset
@@ -305,7 +340,7 @@ def _pca_stats(cfg: TrainConfig, train) -> dict | None:
         return None
     from lenet2vit.data import pca_colour_stats
 
-    eigvals, eigvecs = pca_colour_stats(train.images)
+    eigvals, eigvecs = pca_colour_stats((train.sample() if _is_streamed(train) else train).images)
     return {"eigvals": eigvals, "eigvecs": eigvecs}
 
 
@@ -333,6 +368,7 @@ def _run_config(requested: str, name: str, kwargs: dict, size: int, mean, std, p
             "train": len(train), "val": len(val), "test": len(test),
             "val_fraction": cfg.val_fraction, "limit": cfg.limit, "split_seed": SPLIT_SEED,
             "roles": split_roles(train, val, test),  # which folder plays which split
+            "mode": "stream" if _is_streamed(train) else "memory",
         },
         "skipped_files": len(getattr(train, "skipped", [])) + len(getattr(test, "skipped", [])),
         "train": cfg.to_dict(),
@@ -403,14 +439,20 @@ def evaluate_run(
     ``tta`` and ``amp`` default to the run's own settings; ``amp="fp32"`` checks what a
     lower-precision evaluation costs.
     """
-    from lenet2vit.data import load_split, load_train_val_test
+    from lenet2vit.data import index_train_val_test, load_split, load_train_val_test
 
     dev = resolve_device(device)
     model, config = load_run(run_dir, dev)
     ds = config["dataset"]
     dataset = dataset or ds["name"]
     data_dir = data_dir or ds.get("data_dir")
-    if split == "val":  # the run's own held-out images: the same fraction, subset and seed as in training
+    if ds.get("mode") == "stream":  # the run's own lists of files: train (without val), val, test
+        arrays = index_train_val_test(dataset, data_dir, val_fraction=ds.get("val_fraction", 0.1),
+                                      seed=ds.get("split_seed", SPLIT_SEED), image_size=ds.get("image_size"),
+                                      limit=ds.get("limit"))[("train", "val", "test").index(split)]
+        if len(arrays) == 0:
+            raise RunError(f"{run_dir} has no {split} split to evaluate")
+    elif split == "val":  # the run's own held-out images: the same fraction, subset and seed as in training
         arrays = load_train_val_test(dataset, data_dir, val_fraction=ds.get("val_fraction", 0.1),
                                      seed=ds.get("split_seed", SPLIT_SEED), limit=ds.get("limit"), progress=progress)[1]
         if len(arrays) == 0:

@@ -1,0 +1,134 @@
+"""The streaming data path: lists of files decoded batch by batch, never the whole split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lenet2vit.data import (
+    DataError,
+    DeviceLoader,
+    ImageFiles,
+    StreamLoader,
+    choose_mode,
+    index_train_val_test,
+    load_train_val_test,
+    memory_budget,
+    streamable,
+)
+from lenet2vit.data import stream as stream_mod
+
+@pytest.fixture
+def photos(tmp_path, photo_folder) -> Path:
+    return photo_folder(tmp_path / "photos")
+
+
+def test_index_keeps_the_roles_and_decodes_nothing(photos, monkeypatch):
+    decoded = []
+    monkeypatch.setattr(stream_mod, "decode_image_bytes", lambda b: decoded.append(1))
+    train, val, test = index_train_val_test("folder", photos, val_fraction=0.25, image_size=32)
+    assert isinstance(train, ImageFiles) and decoded == []
+    assert (len(train), len(val), len(test)) == (18, 6, 6)  # 24 train images, 25% of them held out; val/ is test
+    assert train.origin == "train/" and test.origin == "val/" and val.origin == "25% held out of train/"
+    assert not set(train.files) & set(val.files)
+    assert all(f.startswith("val/") for f in test.files)
+    # varied photos store at 224, as the memory path would, unless a size is asked
+    assert index_train_val_test("folder", photos)[0].image_size == 224
+
+
+def test_stream_eval_batches_equal_the_memory_path(photos):
+    """Both paths feed the network the same test pixels: the one preprocessing."""
+    files = index_train_val_test("folder", photos, image_size=48)[2]
+    arrays = load_train_val_test("folder", photos, image_size=48, progress=False)[2]
+    assert files.labels.tolist() == arrays.labels.tolist()
+    kw = dict(shuffle=False, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3), image_size=32)
+    streamed = list(StreamLoader(files, 4, workers=0, **kw))
+    memory = list(DeviceLoader(arrays, 4, **kw))
+    assert len(streamed) == len(memory) == 2
+    for (xs, ys), (xm, ym) in zip(streamed, memory):
+        assert xs.shape == (xs.shape[0], 3, 32, 32) and torch.equal(ys, ym)
+        torch.testing.assert_close(xs, xm, rtol=0, atol=1e-6)
+
+
+def test_stream_never_holds_the_split(photos, monkeypatch):
+    """Only the images of the batch at hand are decoded: the split is never materialised."""
+    files = index_train_val_test("folder", photos, image_size=32)[0]
+    seen = []
+    real = stream_mod.decode_image_bytes
+    monkeypatch.setattr(stream_mod, "decode_image_bytes", lambda b: seen.append(1) or real(b))
+    it = iter(StreamLoader(files, 4, shuffle=True, workers=0))
+    x, y = next(it)
+    assert x.shape == (4, 3, 32, 32) and len(seen) == 4 < len(files)
+    next(it)
+    assert len(seen) == 8
+    assert not any(isinstance(v, torch.Tensor) and v.dtype == torch.uint8 for v in vars(files).values())
+
+
+def test_train_views_do_not_depend_on_workers_or_ranks(photos):
+    files = index_train_val_test("folder", photos, image_size=32)[0]
+    kw = dict(shuffle=True, seed=3, flip=True)
+    one = torch.cat([x for x, _ in StreamLoader(files, 6, workers=0, **kw)])
+    two_workers = torch.cat([x for x, _ in StreamLoader(files, 6, workers=2, **kw)])
+    assert torch.equal(one, two_workers)
+    ranks = [list(StreamLoader(files, 6, workers=0, rank=r, world_size=2, **kw)) for r in (0, 1)]
+    joined = torch.cat([torch.cat([a[0], b[0]]) for a, b in zip(*ranks)])
+    assert torch.equal(joined, one[: len(joined)])  # each rank decodes its share of every global batch
+    again = StreamLoader(files, 6, workers=0, **kw)
+    again.set_epoch(1)
+    assert not torch.equal(torch.cat([x for x, _ in again]), one)  # a new epoch, new crops
+
+
+def test_an_unreadable_file_is_replaced_and_said(photos, capfd):
+    bad = photos / "train" / "cat" / "000.jpg"
+    bad.write_bytes(b"not a jpeg")
+    files = index_train_val_test("folder", photos, image_size=32, val_fraction=0.0)[0]
+    batches = list(StreamLoader(files, 8, shuffle=False, workers=0))
+    assert sum(len(y) for _, y in batches) == len(files)
+    assert "cannot read train/cat/000.jpg" in capfd.readouterr().err
+
+
+def test_the_memory_budget_chooses_the_path(monkeypatch):
+    monkeypatch.setenv("LENET2VIT_MEMORY_BUDGET", "1M")
+    assert memory_budget() == 2**20
+    assert choose_mode("auto", 100, 32)[0] == "memory"  # 0.3 MB
+    mode, why = choose_mode("auto", 1000, 224)  # 150 MB
+    assert mode == "stream" and "over the memory budget" in why
+    assert choose_mode("memory", 1000, 224)[0] == "memory"
+    monkeypatch.setenv("LENET2VIT_MEMORY_BUDGET", "lots")
+    with pytest.raises(DataError, match="write e.g. 8G"):
+        memory_budget()
+    with pytest.raises(DataError, match="choose one of"):
+        choose_mode("fast", 1, 1)
+
+
+def test_only_a_folder_on_disk_streams(photos, tmp_path):
+    import shutil
+
+    assert streamable("folder", photos) and not streamable("digits", None)
+    archive = shutil.make_archive(str(tmp_path / "photos"), "zip", photos)
+    assert not streamable("folder", archive)
+    with pytest.raises(DataError, match="extract it"):
+        index_train_val_test("folder", archive)
+
+
+def test_train_and_eval_a_streamed_run(photos, tmp_path, monkeypatch):
+    """An ImageNet-shaped folder over the memory budget trains from disk, end to end."""
+    from lenet2vit.engine import evaluate_run
+    from lenet2vit.engine.config import PRESETS
+    from lenet2vit.engine.run import train_run
+
+    monkeypatch.setenv("LENET2VIT_MEMORY_BUDGET", "64K")  # the folder decodes to ~2 MB at 48 px
+    cfg = PRESETS["fast"].replace(epochs=1, batch_size=8, workers=0, device="cpu", tta="none")
+    out = tmp_path / "run"
+    lines = []
+    res = train_run("resnet20", out=out, cfg=cfg, dataset="folder", data_dir=photos, input_size=48,
+                    progress=False, log=lines.append)
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"]["mode"] == "stream" and config["dataset"]["roles"]["test"] == "val/"
+    assert any(line.startswith("data path: stream") for line in lines)
+    assert any("RandomResizedCrop" in line and "crop_padding 4" in line for line in lines)
+    ev = evaluate_run(out, device="cpu", progress=False)
+    assert ev["n"] == 6 and abs(ev["top1"] - res["test_top1"]) < 1e-9
