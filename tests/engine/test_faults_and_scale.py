@@ -54,17 +54,22 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
 EPOCHS = 4
 
 
-def _train_cmd(out: Path, epochs: int = EPOCHS) -> list[str]:
+def _train_cmd(out: Path, epochs: int = EPOCHS, device: str = "cpu") -> list[str]:
+    extra = ["--deterministic"] if device == "cuda" else []  # docs/distributed.md: bit-identical on CUDA with it
     return [sys.executable, "-m", "lenet2vit", "train", "lenet5", "--dataset", "digits", "--preset", "quick",
-            "--epochs", str(epochs), "--limit", "1600", "--batch-size", "4", "--amp", "fp32", "--device", "cpu",
-            "--no-progress", "--out", str(out)]
+            "--epochs", str(epochs), "--limit", "1600", "--batch-size", "4", "--amp", "fp32", "--device", device,
+            "--no-progress", "--out", str(out), *extra]
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path):
-    full = subprocess.run(_train_cmd(tmp_path / "full"), env=ENV, capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")])])
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, device):
+    full = subprocess.run(_train_cmd(tmp_path / "full", device=device), env=ENV, capture_output=True, text=True,
+                          timeout=300)
     assert full.returncode == 0, full.stderr[-2000:]
-    proc = subprocess.Popen(_train_cmd(tmp_path / "cut"), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(_train_cmd(tmp_path / "cut", device=device), env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
     log = tmp_path / "cut" / "log.jsonl"
     deadline = time.time() + 240
     # The progress marker: the first epoch's log row. Kill at once, inside a later epoch.
@@ -76,7 +81,8 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path):
     done_at_kill = log.read_text().count("\n")
     assert 1 <= done_at_kill < EPOCHS, done_at_kill
     assert not (tmp_path / "cut" / "results.json").exists()
-    again = subprocess.run(_train_cmd(tmp_path / "cut"), env=ENV, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(_train_cmd(tmp_path / "cut", device=device), env=ENV, capture_output=True, text=True,
+                           timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resuming from {tmp_path / 'cut' / 'checkpoint.safetensors'} after epoch" in again.stdout
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
@@ -144,3 +150,63 @@ def test_a_streamed_photo_folder_trains_under_torchrun_as_one_process(tmp_path, 
         assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
     cfg = json.loads((tmp_path / "two" / "config.json").read_text())
     assert cfg["world_size"] == 2 and cfg["dataset"]["mode"] == "stream" and cfg["dataset"]["roles"]["test"] == "val/"
+
+
+def _scheduler_steps(run: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(run / "checkpoint.safetensors"), "pt") as f:
+        return json.loads(f.metadata()["lenet2vit"])["scheduler"]["last_epoch"]
+
+
+def _torchrun() -> str:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not found beside the Python interpreter")
+    return torchrun
+
+
+@pytest.mark.slow
+def test_bn_and_dropout_under_two_processes_keep_what_the_docs_promise(tmp_path):
+    """docs/distributed.md: the same steps and lr schedule as one process, replicas that stay
+    identical (weights and BN buffers), and BN statistics of each process's share (so not one
+    process's weights)."""
+    worker = str(HERE / "ddp_bn_worker.py")
+    one = subprocess.run([sys.executable, worker, str(tmp_path / "one")], env=ENV, capture_output=True, text=True,
+                         timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([_torchrun(), "--nproc-per-node", "2", "--master-port", str(_free_port()), worker,
+                          str(tmp_path / "two")], env=ENV, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    rows = [[json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+            for run in ("one", "two")]
+    assert [r["lr"] for r in rows[0]] == [r["lr"] for r in rows[1]] and len(rows[1]) == 3
+    steps = [_scheduler_steps(tmp_path / run) for run in ("one", "two")]
+    batch = json.loads((tmp_path / "two" / "config.json").read_text())["train"]["batch_size"]  # as fitted to 96 images
+    assert steps[0] == steps[1] == 3 * (96 // batch)  # full batches only, on one process as on two
+    r0, r1 = (load_file(str(tmp_path / "two" / f"rank{r}.safetensors")) for r in (0, 1))
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), f"replicas differ in {k}"
+    a = _weights(tmp_path / "one")
+    differs = [k for k in a if "bn" in k or "features.1" in k or "features.5" in k]
+    assert differs and any(not torch.allclose(a[k], _weights(tmp_path / "two")[k]) for k in differs)
+
+
+@pytest.mark.slow
+def test_two_nodes_on_localhost_match_one_process(tmp_path):
+    """The multi-node recipe of docs/distributed.md: two torchrun --nnodes 2 invocations (gloo)."""
+    torchrun, port = _torchrun(), str(_free_port())
+    one = subprocess.run([sys.executable, str(HERE / "ddp_worker.py"), str(tmp_path / "one")], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    nodes = [subprocess.Popen([torchrun, "--nnodes", "2", "--node-rank", str(r), "--nproc-per-node", "1",
+                               "--master-addr", "127.0.0.1", "--master-port", port, str(HERE / "ddp_worker.py"),
+                               str(tmp_path / "two")], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for r in (0, 1)]
+    for node in nodes:
+        out, _ = node.communicate(timeout=300)
+        assert node.returncode == 0, out[-2000:]
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
