@@ -8,7 +8,7 @@ import argparse
 from dataclasses import fields
 
 from lenet2vit.data.stream import DATA_MODES
-from lenet2vit.engine.config import AMP, FORMS, OPTIMIZERS, SCHEDULES, TTA, TrainConfig
+from lenet2vit.engine.config import AMP, FORMS, OPTIMIZERS, SCHEDULES, TRACKERS, TTA, TrainConfig
 
 __all__ = [
     "positive_int", "nonneg_int", "positive_float", "nonneg_float", "float_list", "int_list", "port",
@@ -114,12 +114,13 @@ HELP = {
     "nonfinite": "on a NaN/inf loss: stop (default) or skip the batch",
     "data_mode": "image folders: decode into memory, or stream from disk with worker processes (auto: stream "
                  "when the decoded set would pass $LENET2VIT_MEMORY_BUDGET, default half the RAM)",
+    "logger": "also report to an experiment tracker: tensorboard (RUN/tensorboard), wandb or mlflow when installed",
     "workers": "streaming: decoding processes per rank (default: the CPUs, shared by the local ranks)",
     "form": "auto: the CIFAR form (3x3 stem, no early pooling) for images <= 64px (seed-paper: imagenet)",
 }
 CHOICES = {
     "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "tta": TTA, "amp": AMP, "form": FORMS,
-    "channels_last": ("auto", "on", "off"), "data_mode": DATA_MODES, "milestone_unit": ("epoch", "step"), "nonfinite": ("stop", "skip"),
+    "channels_last": ("auto", "on", "off"), "data_mode": DATA_MODES, "logger": TRACKERS, "milestone_unit": ("epoch", "step"), "nonfinite": ("stop", "skip"),
 }
 POSITIVE = {"lr", "epochs", "batch_size", "eval_batch_size"}  # zero is no value for these
 

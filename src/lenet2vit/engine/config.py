@@ -19,6 +19,7 @@ SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
 TTA = ("none", "flip", "translate", "10crop")
 AMP = ("auto", "fp32", "bf16", "fp16")
 FORMS = ("auto", "imagenet", "cifar")
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow")  # experiment trackers (engine/trackers.py)
 
 
 # A training epoch takes at least this many optimizer steps (TrainConfig.fit_to_data), and the
@@ -84,6 +85,7 @@ class TrainConfig:
     form: str = "auto"  # the architecture's form: auto (the CIFAR form for images <= 64 px), imagenet, cifar
     data_mode: str = "auto"  # image folders: decoded in memory, or streamed from disk (auto: by the memory budget)
     workers: int | None = None  # streaming: decoding processes per rank (None: the CPUs, shared by the local ranks)
+    logger: str = "none"  # an experiment tracker besides log.jsonl: tensorboard, wandb, mlflow
 
     def __post_init__(self) -> None:
         def bad(name, value, allowed):
@@ -103,6 +105,8 @@ class TrainConfig:
             bad("milestone_unit", self.milestone_unit, ("epoch", "step"))
         if self.form not in FORMS:
             bad("form", self.form, FORMS)
+        if self.logger not in TRACKERS:
+            bad("logger", self.logger, TRACKERS)
         if self.data_mode not in DATA_MODES:
             bad("data_mode", self.data_mode, DATA_MODES)
         if self.nonfinite not in ("stop", "skip"):

@@ -198,8 +198,12 @@ def train_one_epoch(
     on_bad_loss: Callable[[int, float], str] | None = None,
     compiling: bool = False,
     ema=None,
+    on_step: Callable[[int, float, float], None] | None = None,
 ) -> dict:
     """Train for one pass over ``loader``; returns loss, accuracy, images/s and skipped steps.
+
+    ``on_step(step, loss, lr)`` hears each step whose loss is read anyway (every step on a
+    CPU, every 25th on a GPU) with the lr that step takes: an experiment tracker's feed.
 
     A non-finite loss raises :class:`TrainingError` (``cfg.nonfinite == "stop"``) or skips
     that batch's update (``"skip"``). With ``compiling`` (the model was just wrapped by
@@ -220,6 +224,8 @@ def train_one_epoch(
     for step, (x, y) in enumerate(loader):
         with autocast(device, amp_dtype):
             logits, loss = _forward_loss(model, x, y, cfg)
+        if step % check_every == 0 and on_step is not None:
+            on_step(step, loss.item(), optimizer.param_groups[0]["lr"])
         if step % check_every == 0 and not torch.isfinite(loss).item():
             if cfg.nonfinite == "skip":
                 skipped += 1
@@ -450,13 +456,15 @@ def fit(
     progress: bool = True,
     log: Callable[[str], None] = print,
     stop_after_epochs: int | None = None,
+    tracker=None,
 ) -> dict:
     """Train ``model`` for ``cfg.epochs`` epochs, checkpointing atomically after each one.
 
     Writes ``checkpoint.safetensors`` (resumable state), ``best.safetensors`` (weights of the
     best validation epoch, with ``metadata``), ``log.jsonl`` and ``log.csv`` into ``out_dir``.
     With ``resume`` a checkpoint already in ``out_dir`` is continued. Returns the history and
-    best epoch. ``stop_after_epochs`` ends early (used to test resumption).
+    best epoch. ``stop_after_epochs`` ends early (used to test resumption). A ``tracker``
+    (:mod:`lenet2vit.engine.trackers`) hears every step's loss and lr and every epoch's row.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -497,6 +505,8 @@ def fit(
             stats = train_one_epoch(
                 train_model, train_loader, optimizer, scheduler, cfg, device=device, amp_dtype=amp_dtype,
                 scaler=scaler, epoch=epoch, progress=progress, on_bad_loss=last_good, compiling=compiling, ema=ema,
+                on_step=None if tracker is None or not main else
+                lambda step, loss, lr, first=epoch * len(train_loader): tracker.log_step(first + step, loss, lr),
             )
             compiling = False  # compiled once, in this process's first epoch
         except torch.OutOfMemoryError:
@@ -530,6 +540,8 @@ def fit(
                 ema_state=ema.state_dict() if ema is not None else None,
             )
             _write_logs(out_dir, state.history)
+            if tracker is not None:
+                tracker.log_epoch(epoch + 1, (epoch + 1) * len(train_loader), row)
         if world > 1:
             torch.distributed.barrier()  # nobody reads a checkpoint rank 0 is still writing
         log(_epoch_line(row, cfg.epochs, improved))

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from lenet2vit.engine.checkpoint import FolderLock, atomic_write_json
+from lenet2vit.engine.checkpoint import FolderLock, atomic_write_json, read_metadata
 from lenet2vit.engine.run_folder import (
     BEST,
     CHECKPOINT,
@@ -30,6 +30,7 @@ from lenet2vit.engine.run_folder import (
 )
 from lenet2vit.engine.config import ConfigError, TrainConfig
 from lenet2vit.engine.loop import evaluate, fit
+from lenet2vit.engine.trackers import check_tracker, open_tracker
 from lenet2vit.profile import count_macs, count_params
 from lenet2vit.registry import check_input, model_info, resolve_model_name
 from lenet2vit.runtime import (
@@ -198,16 +199,19 @@ def train_run(
     data=None,
     log: Callable[[str], None] = print,
     stop_after_epochs: int | None = None,
+    group: str | None = None,
 ) -> dict:
     """Train one model under one protocol into ``out`` and evaluate it once on the test split.
 
-    ``data`` may pass pre-loaded ``(train, val, test)`` arrays (``compare`` loads them once).
+    ``data`` may pass pre-loaded ``(train, val, test)`` arrays (``compare`` loads them once);
+    ``group`` names the study a run belongs to, for an experiment tracker (``cfg.logger``).
     ``form`` (default: the preset's) picks the architecture's form. ``pretrained`` is a weights
     file or ``"imagenet"``, torchvision's published weights for the model (downloaded once into
     the torch hub cache). Returns the figures also written to ``out/results.json``.
     """
     out = Path(out)
-    model_info(model)  # unknown names fail before anything is read or written
+    model_info(model)  # unknown names fail before anything is read or written ...
+    check_tracker(cfg.logger)  # ... and so does a tracker that is not installed
     with contextlib.ExitStack() as held:
         if int(os.environ.get("RANK", "0")) == 0:  # one process owns the folder (torchrun: rank 0)
             lock = held.enter_context(FolderLock(out, "training run"))
@@ -217,11 +221,12 @@ def train_run(
             model, out=out, cfg=cfg, dataset=dataset, data_dir=data_dir, form=form, input_size=input_size,
             pretrained=pretrained, weights_source=weights_source, init_from=init_from, download=download,
             strict=strict, resume=resume, progress=progress, data=data, log=log, stop_after_epochs=stop_after_epochs,
+            group=group,
         )
 
 
 def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, input_size, pretrained, weights_source,
-               init_from, download, strict, resume, progress, data, log, stop_after_epochs) -> dict:
+               init_from, download, strict, resume, progress, data, log, stop_after_epochs, group) -> dict:
     """The steps of one run: protocol and data, the model, the run folder, training, the test."""
     cfg = cfg.replace(form=form)
     if pretrained and cfg.form == "auto":
@@ -271,24 +276,48 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
                                          channels_last=channels_last, input_size=size, pca=pca)
     train_loader, val_loader = loader(train, True), (loader(val, False) if len(val) else None)
     reset_peak_memory(device)
-    result = fit(net, train_loader, val_loader, cfg, out, device=device, metadata={k: config[k] for k in MODEL_KEYS},
-                 resume=resume, progress=progress, log=log, stop_after_epochs=stop_after_epochs)
-    if result["epochs_done"] < cfg.epochs:
-        return result
-    # Test split: evaluated once, with the weights chosen on the validation split.
-    load_weights(net, out / BEST, source="lenet2vit")
-    amp_dtype = resolve_amp(cfg.amp, device)
-    test_res = evaluate(net, loader(test, False), device=device, amp_dtype=amp_dtype, return_predictions=True,
-                        tta=cfg.tta)
-    res = _results(name, cfg, test_res, result, net, size, train.channels, device, amp_dtype, channels_last,
-                   config["skipped_files"], env)
-    if rank == 0:
-        atomic_write_json(out / RESULTS, res)
-        if world == 1:  # each rank saw only its share of the test split
-            _save_predictions(out, test_res)
-    top5 = f", top-5 {res['test_top5']:.2%}" if res["test_top5"] is not None else ""
-    log(f"test: top-1 {res['test_top1']:.2%}{top5} (best val epoch {res['best_epoch']})")
-    return res
+    tracker = _open_tracker(cfg, out, config, group, len(train_loader)) if rank == 0 else None
+    try:
+        result = fit(net, train_loader, val_loader, cfg, out, device=device,
+                     metadata={k: config[k] for k in MODEL_KEYS}, resume=resume, progress=progress, log=log,
+                     stop_after_epochs=stop_after_epochs, tracker=tracker)
+        if result["epochs_done"] < cfg.epochs:
+            return result
+        # Test split: evaluated once, with the weights chosen on the validation split.
+        load_weights(net, out / BEST, source="lenet2vit")
+        amp_dtype = resolve_amp(cfg.amp, device)
+        test_res = evaluate(net, loader(test, False), device=device, amp_dtype=amp_dtype, return_predictions=True,
+                            tta=cfg.tta)
+        res = _results(name, cfg, test_res, result, net, size, train.channels, device, amp_dtype, channels_last,
+                       config["skipped_files"], env)
+        if rank == 0:
+            atomic_write_json(out / RESULTS, res)
+            if world == 1:  # each rank saw only its share of the test split
+                _save_predictions(out, test_res)
+        top5 = f", top-5 {res['test_top5']:.2%}" if res["test_top5"] is not None else ""
+        log(f"test: top-1 {res['test_top1']:.2%}{top5} (best val epoch {res['best_epoch']})")
+        if tracker is not None:
+            tracker.finish(config, {"test_top1": res["test_top1"], "best_val_top1": res["best_val_top1"]})
+        return res
+    finally:
+        if tracker is not None:
+            tracker.close()
+
+
+def _open_tracker(cfg: TrainConfig, out: Path, config: dict, group: str | None, steps_per_epoch: int):
+    """The run's experiment tracker (none by default), continuing at the checkpoint's step."""
+    if cfg.logger == "none":
+        return None
+    done = json.loads((out / RESULTS).read_text())["epochs_done"] if (out / RESULTS).exists() else None
+    start = (done if done is not None else _checkpoint_epoch(out)) * steps_per_epoch
+    return open_tracker(cfg.logger, out, name=out.name if group is None else f"{out.parent.name}/{out.name}",
+                        config=config, group=group, start_step=start)
+
+
+def _checkpoint_epoch(out: Path) -> int:
+    if not (out / CHECKPOINT).exists():
+        return 0
+    return int(read_metadata(out / CHECKPOINT).get("fit_state", {}).get("epoch", 0))
 
 
 def _check_model_input(name: str, size: int, train, kwargs: dict) -> None:

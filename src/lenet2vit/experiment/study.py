@@ -427,7 +427,7 @@ def _compare_locked(models, study, seed_list, shard, cfg, dataset, data_dir, out
             model, out=run_dir, cfg=cfg.replace(seed=seed), dataset=dataset, data_dir=data_dir,
             input_size=input_size, pretrained=str(pretrained[model]) if model in pretrained else None,
             download=download, strict=strict, resume=True, progress=progress, data=data,
-            log=lambda msg: log(f"  {msg}"),
+            log=lambda msg: log(f"  {msg}"), group=out.name,
         )
         if res.get("epochs_done", 0) < cfg.epochs or "test_top1" not in res:
             raise CompareError(f"{run_dir} stopped before its last epoch; rerun the same command to resume it")
