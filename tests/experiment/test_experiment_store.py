@@ -41,6 +41,13 @@ def test_settings_added_to_the_training_config_later_do_not_change_an_old_protoc
         f"train.label_smoothing: {default!r} -> {default + 0.1!r}"]
 
 
+def test_a_run_written_before_the_streaming_path_resumes_as_a_memory_run():
+    old = {"dataset": {"name": "cifar10", "train": 45000}}  # no dataset.mode yet: decoded in memory
+    assert diff_protocols(old, {"dataset": {"name": "cifar10", "train": 45000, "mode": "memory"}}) == []
+    assert diff_protocols(old, {"dataset": {"name": "cifar10", "train": 45000, "mode": "stream"}}) == [
+        "dataset.mode: 'memory' -> 'stream'"]
+
+
 def test_aggregate_is_mean_and_sample_std_sorted_by_accuracy():
     rows = [_row("a", 0, 0.5, 10.0), _row("a", 1, 0.7, 14.0), _row("a", 2, 0.6, 11.0), _row("b", 0, 0.9, 3.0)]
     agg = aggregate(rows)

@@ -174,6 +174,8 @@ def with_train_defaults(protocol: dict) -> dict:
     if isinstance(train, dict):
         for k, v in json.loads(json.dumps(TrainConfig().to_dict())).items():
             train.setdefault(k, v)
+    if isinstance(out.get("dataset"), dict):
+        out["dataset"].setdefault("mode", "memory")  # every run before the streaming path decoded in memory
     return out
 
 
