@@ -275,9 +275,13 @@ def test_on_row_exception_keeps_the_rows_already_stored(tiny_models, data, tmp_p
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)")
 def test_report_renders_in_chromium(study, tmp_path):
     # Copy the report with a script that records, after load, whether each image decoded.
+    # ... and clicks the params header twice (the results table sorts by it, up, then down).
     probe = ("<script>window.addEventListener('load',()=>{const d=document.createElement('pre');d.id='probe';"
+             "const order=()=>[...document.querySelectorAll('#results tbody tr')].map(r=>r.dataset.model);"
+             "const th=[...document.querySelectorAll('#results th')].find(h=>h.textContent==='params');"
+             "const rows=order();th.click();const up=order();th.click();const down=order();"
              "d.textContent=JSON.stringify({imgs:[...document.images].map(i=>i.complete?i.naturalWidth:0),"
-             "rows:[...document.querySelectorAll('#results tbody tr')].map(r=>r.dataset.model)});"
+             "rows,up,down,perClass:document.querySelectorAll('table.per-class').length});"
              "document.body.appendChild(d);});</script></body>")
     page = tmp_path / "report.html"
     page.write_text(study.report.read_text().replace("</body>", probe))
@@ -290,6 +294,8 @@ def test_report_renders_in_chromium(study, tmp_path):
     probe_doc = json.loads(found.group(1).replace("&quot;", '"'))
     assert sorted(probe_doc["rows"]) == MODELS
     assert len(probe_doc["imgs"]) >= 6 and all(w > 0 for w in probe_doc["imgs"])
+    assert probe_doc["up"] == MODELS and probe_doc["down"] == MODELS[::-1]  # exp_tiny_a is the narrower net
+    assert probe_doc["perClass"] == len(MODELS)
 
 
 @pytest.mark.slow

@@ -38,6 +38,11 @@ def cmd_eval(args) -> int:
           + f"  (error {1 - res['top1']:.2%}" + (f" / {1 - res['top5']:.2%}" if top5 else "") + ")"
           + f"  loss {res['loss']:.4f}"
           f"  [{res['amp']}, test views: {res['tta']}]")
+    report = res["analysis"]
+    if len(report["per_class"]) <= 20:  # ImageNet's 1000 classes: in --json only
+        print(f"{'class':<16} {'precision':>9} {'recall':>7} {'F1':>6} {'images':>7}")
+        for r in report["per_class"] + [dict(report["macro"], **{"class": "macro mean", "support": res["n"]})]:
+            print(f"{r['class'][:16]:<16} {r['precision']:>9.2%} {r['recall']:>7.2%} {r['f1']:>6.3f} {r['support']:>7}")
     return 0
 
 

@@ -29,6 +29,7 @@ from lenet2vit.engine.run_folder import (
     load_run,
 )
 from lenet2vit.engine.config import ConfigError, TrainConfig
+from lenet2vit.engine.analysis import analyse
 from lenet2vit.engine.loop import evaluate, fit
 from lenet2vit.engine.trackers import check_tracker, open_tracker
 from lenet2vit.profile import count_macs, count_params
@@ -289,7 +290,7 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
         test_res = evaluate(net, loader(test, False), device=device, amp_dtype=amp_dtype, return_predictions=True,
                             tta=cfg.tta)
         res = _results(name, cfg, test_res, result, net, size, train.channels, device, amp_dtype, channels_last,
-                       config["skipped_files"], env)
+                       config["skipped_files"], env, config["classes"])
         if rank == 0:
             atomic_write_json(out / RESULTS, res)
             if world == 1:  # each rank saw only its share of the test split
@@ -408,7 +409,7 @@ def _run_config(requested: str, name: str, kwargs: dict, size: int, mean, std, p
 
 
 def _results(name: str, cfg: TrainConfig, test_res: dict, result: dict, net: nn.Module, size: int, in_chans: int,
-             device, amp_dtype, channels_last: bool, skipped_files: int, env: dict) -> dict:
+             device, amp_dtype, channels_last: bool, skipped_files: int, env: dict, classes: list[str]) -> dict:
     """What ``results.json`` says: the test figures, the training history and the costs."""
     history = result["history"]
     return {
@@ -439,6 +440,9 @@ def _results(name: str, cfg: TrainConfig, test_res: dict, result: dict, net: nn.
         "other_load_max": max((h.get("other_load") or 0.0 for h in history), default=0.0),
         "environment": env,
         "peak_memory_mb": peak_memory_mb(device),
+        # per-class precision, recall and F1, the confusion matrix, the most confident right and
+        # wrong answers; under torchrun each process holds only its share of the predictions
+        "analysis": analyse(test_res, classes) if len(test_res["predictions"]) == test_res["n"] else None,
     }
 
 
@@ -501,7 +505,8 @@ def evaluate_run(
     loader = make_loader(arrays, cfg, train=False, device=dev, mean=config["mean"], std=config["std"],
                          channels_last=channels_last, input_size=config["input_size"])
     amp_dtype = resolve_amp(cfg.amp, dev)
-    res = evaluate(model, loader, device=dev, amp_dtype=amp_dtype, progress=progress, tta=cfg.tta)
+    res = evaluate(model, loader, device=dev, amp_dtype=amp_dtype, progress=progress, tta=cfg.tta,
+                   return_predictions=True)
     return {"run": str(run_dir), "model": config["model"], "split": split, "top1": res["top1"],
             "top5": res["top5"], "loss": res["loss"], "n": res["n"], "images_per_s": res["images_per_s"],
-            "tta": cfg.tta, "amp": amp_name(amp_dtype)}
+            "tta": cfg.tta, "amp": amp_name(amp_dtype), "analysis": analyse(res, list(config["classes"]))}

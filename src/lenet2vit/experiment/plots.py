@@ -20,6 +20,7 @@ __all__ = [
     "SCATTERS",
     "training_curves",
     "confusion_plot",
+    "lr_schedule_plot",
     "degradation_pairs",
     "degradation_plot",
     "save",
@@ -161,6 +162,32 @@ def confusion_plot(matrix: np.ndarray, classes: list[str], title: str) -> Figure
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize=10)
+    return fig
+
+
+def lr_schedule_plot(steps: np.ndarray | None, lrs: np.ndarray | None, rows: list[dict], colors: dict,
+                     steps_per_epoch: int | None) -> Figure:
+    """The learning rate the protocol sets at every optimizer step (the line) and the lr each
+    model's first run recorded at the start of each epoch (the points; a plateau schedule's
+    drops depend on the run, so only the points show it)."""
+    fig = Figure(figsize=(7.5, 3.4))
+    ax = fig.add_subplot()
+    if steps is not None:
+        ax.plot(steps, lrs, color="0.3", lw=1.5, label="the protocol, per step")
+    seen = set()
+    for r in sorted(rows, key=lambda r: r["seed"]):
+        if r["model"] in seen or not r.get("history"):
+            continue
+        seen.add(r["model"])
+        epochs = np.array([h["epoch"] for h in r["history"]], dtype=float)
+        x = (epochs - 1) * steps_per_epoch if steps_per_epoch else epochs
+        ax.plot(x, [h["lr"] for h in r["history"]], "o", ms=4, color=colors.get(r["model"]), label=r["model"])
+    ax.set_xlabel("optimizer step" if steps_per_epoch else "epoch")
+    ax.set_ylabel("learning rate")
+    ax.set_title("learning-rate schedule", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
     return fig
 
 

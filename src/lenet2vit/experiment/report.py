@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from lenet2vit.engine.analysis import class_report
 from lenet2vit.engine.run_folder import diff_protocols
 from lenet2vit.experiment import plots
 from lenet2vit.experiment.store import (
@@ -117,6 +118,28 @@ def _samples(row: dict) -> dict | None:
     return load_file(str(path)) if path.exists() else None
 
 
+def _protocol_schedule(proto: dict) -> tuple[np.ndarray | None, np.ndarray | None, int | None]:
+    """(steps, lr at each step, steps per epoch) the study's protocol sets, as the engine computes
+    them (``lr_factor``, with the batch fitted to the training set); no line for a plateau
+    schedule, whose drops each run decides from its validation figures."""
+    from lenet2vit.engine.config import TrainConfig
+    from lenet2vit.engine.loop import lr_factor
+
+    n_train = int(proto.get("data", {}).get("sizes", {}).get("train") or 0)
+    try:
+        cfg = TrainConfig.from_dict(proto["train"])
+    except Exception:  # a protocol of another version: the points alone
+        return None, None, None
+    if n_train < 1:
+        return None, None, None
+    cfg, _ = cfg.fit_to_data(n_train)
+    per_epoch = max(n_train // cfg.batch_size, 1)  # training drops the last partial batch
+    if cfg.schedule == "plateau":
+        return None, None, per_epoch
+    steps = np.arange(cfg.epochs * per_epoch)
+    return steps, np.array([cfg.lr * lr_factor(int(i), per_epoch, cfg) for i in steps]), per_epoch
+
+
 def _explain_panel(rows_by_model: dict[str, dict], samples: dict | None, classes: list[str],
                    log: Callable[[str], None]) -> bytes | None:
     """PNG bytes of ``lenet2vit.explain.side_by_side_panel`` when that function exists."""
@@ -183,6 +206,11 @@ def build_report(out_dirs: str | Path | Sequence[str | Path], out: str | Path | 
     by_model: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["seed"]):
         by_model.setdefault(r["model"], []).append(r)
+    if rows:
+        steps, lrs, per_epoch = _protocol_schedule(doc["protocol"])
+        fig = plots.lr_schedule_plot(steps, lrs, rows, colors, per_epoch)
+        figures.append(("schedule", "learning-rate schedule", plots.save(fig, pdir / "lr_schedule")[0]))
+    reports: dict[str, tuple[dict, int]] = {}  # per model: precision, recall, F1 of the pooled seeds
     for m in order:
         if not classes:
             break
@@ -190,13 +218,14 @@ def build_report(out_dirs: str | Path | Sequence[str | Path], out: str | Path | 
         if n:
             title = f"{m}: test confusion, % of true class ({n} seed{'s' if n > 1 else ''} pooled)"
             figures.append(("confusion", m, plots.save(plots.confusion_plot(mat, classes, title), pdir / f"confusion_{_stem(m)}")[0]))
+            reports[m] = (class_report(mat, classes), n)
 
     first_runs = {m: by_model[m][0] for m in order}  # lowest seed of each model
     samples = {m: _samples(r) for m, r in first_runs.items()}
     first_samples = next((s for s in samples.values() if s is not None), None)
     panel = _explain_panel(first_runs, first_samples, classes, log) if first_runs else None
 
-    page = _html(doc, agg, rows, figures, samples, first_runs, classes, panel)
+    page = _html(doc, agg, rows, figures, samples, first_runs, classes, panel, reports)
     path = out / "report.html"
     from lenet2vit.engine.checkpoint import atomic_write_text
 
@@ -266,7 +295,7 @@ def _samples_html(samples: dict | None, classes: list[str]) -> str:
     t, p, c = samples["targets"].tolist(), samples["predictions"].tolist(), samples["confidence"].float().tolist()
     idx = samples["indices"].tolist()
     name = lambda i: classes[i] if 0 <= i < len(classes) else str(i)
-    for kind, right in (("right", True), ("wrong", False)):
+    for kind, right in (("most confident right", True), ("most confident wrong", False)):
         items = [k for k in range(len(idx)) if (t[k] == p[k]) == right]
         cells = []
         for k in items:
@@ -279,8 +308,38 @@ def _samples_html(samples: dict | None, classes: list[str]) -> str:
     return "".join(parts)
 
 
+def _class_tables(reports: dict[str, tuple[dict, int]]) -> str:
+    """One table per model: each class's precision, recall and F1 (the seeds' predictions pooled)."""
+    parts = []
+    for m, (rep, n) in reports.items():
+        body = "".join(f"<tr><td>{_e(r['class'])}</td><td>{100 * r['precision']:.1f}</td><td>{100 * r['recall']:.1f}</td>"
+                       f"<td>{100 * r['f1']:.1f}</td><td>{r['support']}</td></tr>" for r in rep["per_class"])
+        mac = rep["macro"]
+        body += (f"<tr class='macro'><td>macro mean</td><td>{100 * mac['precision']:.1f}</td><td>{100 * mac['recall']:.1f}</td>"
+                 f"<td>{100 * mac['f1']:.1f}</td><td></td></tr>")
+        parts.append(f"<div><div class='kind'>{_e(m)} <span class='note'>({n} seed{'s' if n > 1 else ''})</span></div>"
+                     f"<table class='sortable per-class' data-model='{_e(m)}'><thead><tr><th>class</th><th>precision %</th>"
+                     f"<th>recall %</th><th>F1 %</th><th>images</th></tr></thead><tbody>{body}</tbody></table></div>")
+    return "<div class='figs'>" + "".join(parts) + "</div>"
+
+
+# Click a header to sort its table (numbers by value: a cell's data-v, else its leading number).
+_SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(t=>{const heads=[...t.tHead.rows[0].cells];
+heads.forEach((th,i)=>{th.style.cursor='pointer';th.title='click to sort';th.addEventListener('click',()=>{
+const asc=th.dataset.order!=='asc';heads.forEach(h=>delete h.dataset.order);th.dataset.order=asc?'asc':'desc';
+const key=r=>{const c=r.cells[i];const v=c.dataset.v!==undefined?c.dataset.v:c.textContent.trim();
+const n=parseFloat(String(v).replace(/,/g,''));return isNaN(n)?String(v).toLowerCase():n;};
+const body=t.tBodies[0];const keep=[...body.rows].filter(r=>r.classList.contains('macro'));
+const rows=[...body.rows].filter(r=>!r.classList.contains('macro'));
+rows.sort((a,b)=>{const x=key(a),y=key(b);const c=(typeof x==='number'&&typeof y==='number')?x-y:String(x).localeCompare(String(y));
+return asc?c:-c;});rows.concat(keep).forEach(r=>body.appendChild(r));});});});
+"""
+RAW_SORT = {"params": "params", "MACs": "macs"}  # columns shown with units (11.17 M) sort by the raw number
+
+
 def _html(doc: dict, agg: list[dict], rows: list[dict], figures, samples: dict, first_runs: dict,
-          classes: list[str], panel: bytes | None) -> str:
+          classes: list[str], panel: bytes | None, reports: dict | None = None) -> str:
     proto, study = doc["protocol"], doc.get("study", {})
     data = proto["data"]
     envs = doc.get("environments", [])
@@ -301,13 +360,17 @@ def _html(doc: dict, agg: list[dict], rows: list[dict], figures, samples: dict, 
 
     # the table
     head = "".join(f"<th>{_e(h)}</th>" for h, _ in TABLE_COLUMNS)
+    def cell(h, f, a) -> str:
+        raw = a.get(RAW_SORT[h]) if h in RAW_SORT else None
+        return f"<td data-v='{raw}'>{_e(f(a))}</td>" if raw is not None else f"<td>{_e(f(a))}</td>"
+
     body = "".join(
-        f"<tr class='model-row' data-model='{_e(a['model'])}'>" + "".join(f"<td>{_e(f(a))}</td>" for _, f in TABLE_COLUMNS) + "</tr>"
+        f"<tr class='model-row' data-model='{_e(a['model'])}'>" + "".join(cell(h, f, a) for h, f in TABLE_COLUMNS) + "</tr>"
         for a in agg
     )
-    out.append(f"<h2 id='results-title'>Results</h2><div class='scroll'><table id='results'><thead><tr>{head}</tr></thead>"
-               f"<tbody>{body}</tbody></table></div>")
-    out.append(f"<p class='note'>Sorted by mean test top-1. {_e(STD_NOTE)}. Peak memory: CUDA max allocated on a "
+    out.append(f"<h2 id='results-title'>Results</h2><div class='scroll'><table id='results' class='sortable'><thead>"
+               f"<tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+    out.append(f"<p class='note'>Sorted by mean test top-1; click a header to sort by it. {_e(STD_NOTE)}. Peak memory: CUDA max allocated on a "
                "GPU, peak resident set size of the process on a CPU (includes the data set held in memory).</p>")
 
     def fig_section(section: str, heading: str, cls: str = "") -> None:
@@ -319,12 +382,17 @@ def _html(doc: dict, agg: list[dict], rows: list[dict], figures, samples: dict, 
     fig_section("tradeoffs", "Accuracy against cost")
     fig_section("curves", "Training curves", "wide")
     fig_section("degradation", "Degradation: plain networks against ResNets", "wide")
+    fig_section("schedule", "Learning-rate schedule", "wide")
     fig_section("confusion", "Confusion matrices (test split)", "conf")
+    if reports:
+        out.append("<h2>Per-class precision, recall and F1 (test split)</h2><p class='note'>From each model's confusion "
+                   "matrix, its seeds' predictions pooled; the macro mean weighs every class alike.</p>")
+        out.append(_class_tables(reports))
 
     if first_runs:
-        out.append("<h2>Sample test predictions</h2><p class='note'>The first right and wrong predictions of each "
-                   "model's lowest seed, taken in one fixed random order of the test set (so models share images "
-                   "where they agree); green: right, red: wrong; under each image: the predicted class (the model's confidence).</p>")
+        out.append("<h2>Most confident predictions</h2><p class='note'>Each model's lowest seed: the test images it "
+                   "classified right and wrong with the highest probability; green: right, red: wrong; under each "
+                   "image: the predicted class (the model's confidence).</p>")
         for m, r in first_runs.items():
             out.append(f"<h3>{_e(m)} <span class='note'>({_e(r.get('variant'))}, seed {r['seed']})</span></h3>")
             out.append(_samples_html(samples.get(m), classes))
@@ -360,7 +428,8 @@ def _html(doc: dict, agg: list[dict], rows: list[dict], figures, samples: dict, 
             f"<td>{_e(fmt_count(r.get(f)) if f in ('params', 'macs') else _fmt(r.get(f)))}</td>" for f in fields) + "</tr>"
         for r in sorted(rows, key=lambda r: (r["model"], r["seed"]))
     )
-    out.append(f"<h2>Every run</h2><div class='scroll'><table id='runs'><thead><tr>{rhead}</tr></thead>"
+    out.append(f"<h2>Every run</h2><div class='scroll'><table id='runs' class='sortable'><thead><tr>{rhead}</tr></thead>"
                f"<tbody>{rbody}</tbody></table></div>")
-    out.append("<p class='note'>Made by <code>lenet2vit report</code> from results.json; rebuild it any time.</p></body></html>\n")
+    out.append("<p class='note'>Made by <code>lenet2vit report</code> from results.json; rebuild it any time.</p>")
+    out.append(f"<script>{_SORT_JS}</script></body></html>\n")
     return "\n".join(out)

@@ -21,6 +21,7 @@ import torch
 
 from lenet2vit.engine.checkpoint import FolderLock, save_weights
 from lenet2vit.engine.config import PRESETS, TrainConfig, get_preset
+from lenet2vit.engine.analysis import most_confident
 from lenet2vit.engine.run import SPLIT_SEED, prepare_data, train_run
 from lenet2vit.engine.run_folder import NOT_PROTOCOL, diff_protocols
 from lenet2vit.experiment.store import (
@@ -265,7 +266,8 @@ def _reset_peak_rss() -> None:
 
 
 def write_samples(run_dir: Path, test, k: int = SAMPLES_PER_KIND) -> None:
-    """Keep ``k`` right and ``k`` wrong test predictions of a run, with their images, for the report."""
+    """Keep the ``k`` most confident right and wrong test predictions of a run, with their images,
+    for the report's gallery."""
     from safetensors.torch import load_file
 
     path = run_dir / "samples.safetensors"
@@ -276,9 +278,7 @@ def write_samples(run_dir: Path, test, k: int = SAMPLES_PER_KIND) -> None:
     preds, targets, probs = p["predictions"].long(), p["targets"].long(), p["probabilities"].float()
     if len(preds) != len(test):
         return
-    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))  # same for every model
-    right = order[(preds[order] == targets[order])][:k]
-    wrong = order[(preds[order] != targets[order])][:k]
+    right, wrong = most_confident(targets, preds, probs, k)
     idx = torch.cat([right, wrong])
     save_weights(path, {
         "indices": idx,
