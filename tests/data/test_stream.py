@@ -132,3 +132,46 @@ def test_train_and_eval_a_streamed_run(photos, tmp_path, monkeypatch):
     assert any("RandomResizedCrop" in line and "crop_padding 4" in line for line in lines)
     ev = evaluate_run(out, device="cpu", progress=False)
     assert ev["n"] == 6 and abs(ev["top1"] - res["test_top1"]) < 1e-9
+
+
+def test_split_folders_named_one_by_one(tmp_path, photo_folder):
+    """--train-dir/--val-dir/--test-dir: three folders anywhere, each of class folders."""
+    import shutil
+
+    from lenet2vit.data import load_train_val_test as load
+
+    src = photo_folder(tmp_path / "src", splits=("train", "val", "test"))
+    dirs = {"train": tmp_path / "a" / "mine", "val": tmp_path / "b" / "held", "test": tmp_path / "c" / "exam"}
+    for role, d in dirs.items():
+        shutil.copytree(src / role, d)
+    train, val, test = load("folder", dirs, image_size=32, progress=False)
+    assert (len(train), len(val), len(test)) == (24, 6, 6)
+    assert test.origin == f"{dirs['test']}/" and val.origin == f"{dirs['val']}/"
+    files = index_train_val_test("folder", dirs, image_size=32)
+    assert [len(f) for f in files] == [24, 6, 6] and files[0].root == dirs["train"]
+    held = load("folder", {"train": dirs["train"], "test": dirs["test"]}, val_fraction=0.25, image_size=32,
+                progress=False)
+    assert (len(held[0]), len(held[1])) == (18, 6) and held[1].origin == f"25% held out of {dirs['train']}/"
+    with pytest.raises(DataError, match="at least a train and a test folder"):
+        load("folder", {"train": dirs["train"]}, progress=False)
+    (dirs["test"] / "yak").mkdir()
+    (dirs["test"] / "yak" / "x.jpg").write_bytes((dirs["test"] / "cat" / "000.jpg").read_bytes())
+    with pytest.raises(DataError, match="yak"):
+        load("folder", dirs, image_size=32, progress=False)
+
+
+def test_the_cli_trains_and_evaluates_from_split_folders(tmp_path, photo_folder, capsys):
+    from lenet2vit.cli import main
+
+    src = photo_folder(tmp_path / "src", splits=("train", "test"))
+    out = tmp_path / "run"
+    argv = ["--train-dir", str(src / "train"), "--test-dir", str(src / "test")]
+    assert main(["train", "resnet20", *argv, "--epochs", "1", "--batch-size", "8", "--input-size", "32",
+                 "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"]["data_dir"] == {"train": str(src / "train"), "test": str(src / "test")}
+    assert config["dataset"]["roles"]["test"] == f"{src / 'test'}/"
+    capsys.readouterr()
+    assert main(["eval", str(out), "--device", "cpu", "--no-progress", "--json"]) == 0  # reads the stored folders
+    assert json.loads(capsys.readouterr().out)["n"] == 6
+    assert main(["train", "resnet20", *argv, "--data-dir", str(src), "--out", str(tmp_path / "x")]) == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from lenet2vit.cli.flags import add_data_flags, add_train_flags, positive_int
+from lenet2vit.cli.flags import add_data_flags, add_train_flags, data_source, positive_int
 
 
 def _studies_epilog() -> str:
@@ -29,8 +29,9 @@ def cmd_compare(args) -> int:
         raise CompareError("a study trains several seeds: use --seeds 3 (seeds 0,1,2) or --seeds 0,5,9 instead of --seed")
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
                  if f.name != "seed" and getattr(args, f.name, None) is not None}
+    dataset, data_dir = data_source(args)
     compare(
-        args.models, dataset=args.dataset, data_dir=args.data_dir, preset=args.preset or "quick", seeds=args.seeds,
+        args.models, dataset=dataset, data_dir=data_dir, preset=args.preset or "quick", seeds=args.seeds,
         out=args.out, shard=args.shard, overrides=overrides, input_size=args.input_size,
         pretrained_dir=args.pretrained_dir, pretrained=args.pretrained, download=args.download, strict=args.strict,
         report=not args.no_report, progress=not args.no_progress,

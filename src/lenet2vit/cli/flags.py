@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from lenet2vit.data.arrays import DataError
 from lenet2vit.data.stream import DATA_MODES
 from lenet2vit.engine.config import AMP, FORMS, OPTIMIZERS, SCHEDULES, TRACKERS, TTA, TrainConfig
 
 __all__ = [
     "positive_int", "nonneg_int", "positive_float", "nonneg_float", "float_list", "int_list", "port",
-    "add_data_flags", "add_train_flags", "config_from_args",
+    "add_data_flags", "data_source", "add_train_flags", "config_from_args",
 ]
 
 
@@ -64,8 +65,23 @@ def add_data_flags(p: argparse.ArgumentParser, required: bool = False) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default=None if not required else "cifar10", help="cifar10 (default), folder, digits")
     g.add_argument("--data-dir", help="cifar-10-batches-py folder, image folder train/ test/, or a .tar.gz/.zip of one")
+    g.add_argument("--train-dir", help="the training split's folder of class folders (with --test-dir; "
+                                       "instead of --data-dir's layouts)")
+    g.add_argument("--val-dir", help="the validation split's folder (default: held out of the training folder)")
+    g.add_argument("--test-dir", help="the test split's folder of class folders")
     g.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision (needs internet)")
     g.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
+
+
+def data_source(args) -> tuple[str | None, object]:
+    """``(dataset, data_dir)`` of the data flags: split folders named one by one (``--train-dir``,
+    ``--val-dir``, ``--test-dir``) make a folder data set whose data_dir maps each split to its folder."""
+    dirs = {r: getattr(args, f"{r}_dir", None) for r in ("train", "val", "test")}
+    if not any(dirs.values()):
+        return args.dataset, args.data_dir
+    if args.data_dir:
+        raise DataError("pass either --data-dir or --train-dir/--val-dir/--test-dir, not both")
+    return args.dataset or "folder", {r: d for r, d in dirs.items() if d}
 
 
 # ----------------------------------------------------------------------------- the protocol's flags

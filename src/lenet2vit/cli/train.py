@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lenet2vit.cli.flags import add_data_flags, add_train_flags, config_from_args, positive_int
+from lenet2vit.cli.flags import add_data_flags, add_train_flags, config_from_args, data_source, positive_int
 from lenet2vit.engine.config import AMP, TTA
 
 
@@ -13,8 +13,9 @@ def cmd_train(args) -> int:
 
     cfg = config_from_args(args)
     out = args.out or f"runs/{args.model}"
+    dataset, data_dir = data_source(args)
     train_run(
-        args.model, out=out, cfg=cfg, dataset=args.dataset or "cifar10", data_dir=args.data_dir,
+        args.model, out=out, cfg=cfg, dataset=dataset or "cifar10", data_dir=data_dir,
         input_size=args.input_size, pretrained=args.pretrained, weights_source=args.weights_source,
         init_from=args.init_from, download=args.download, strict=args.strict, resume=not args.restart,
         progress=not args.no_progress,
@@ -26,7 +27,8 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from lenet2vit.engine import evaluate_run
 
-    res = evaluate_run(args.run, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+    dataset, data_dir = data_source(args)
+    res = evaluate_run(args.run, dataset=dataset, data_dir=data_dir, split=args.split,
                        device=args.device or "auto", batch_size=args.batch_size or 512,
                        progress=not args.no_progress, tta=args.tta, amp=args.amp)
     if args.json:

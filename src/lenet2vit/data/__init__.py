@@ -28,6 +28,7 @@ from lenet2vit.data.preprocess import (
 from lenet2vit.data.sources import (
     CIFAR10_CLASSES,
     DATASETS,
+    describe_data_dir,
     index_train_val_test,
     load_split,
     load_train_val_test,
@@ -54,6 +55,7 @@ __all__ = [
     "memory_budget",
     "index_train_val_test",
     "streamable",
+    "describe_data_dir",
     "Augment",
     "augment_batch",
     "PaperAugment",

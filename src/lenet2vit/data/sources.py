@@ -9,6 +9,7 @@ import io
 import pickle
 import posixpath
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -345,6 +346,77 @@ class _Source:
         return _build_tree(self.dataset, tree, layout, image_size, strict, progress, self.where)
 
 
+ROLES = ("train", "val", "test")
+
+
+def describe_data_dir(data_dir) -> str | dict[str, str] | None:
+    """A data location as config.json and protocol.json store it: a path, or each split's folder."""
+    if isinstance(data_dir, Mapping):
+        return {r: str(data_dir[r]) for r in ROLES if data_dir.get(r)}
+    return str(data_dir) if data_dir else None
+
+
+def role_dirs(data_dir) -> dict[str, Path] | None:
+    """``{"train": Path, "test": Path[, "val": Path]}`` when ``data_dir`` names each split's folder
+    (``--train-dir``/``--val-dir``/``--test-dir``), else None. Each folder holds class folders."""
+    if not isinstance(data_dir, Mapping):
+        return None
+    unknown = sorted(set(data_dir) - set(ROLES))
+    if unknown:
+        raise DataError(f"unknown split folder(s) {', '.join(unknown)}; name train, test and optionally val")
+    dirs = {r: Path(data_dir[r]).expanduser().resolve() for r in ROLES if data_dir.get(r)}
+    if "train" not in dirs or "test" not in dirs:
+        raise DataError("split folders need at least a train and a test folder (--train-dir and --test-dir); "
+                        "--val-dir is optional (without it the validation split is held out of train)")
+    for role, d in dirs.items():
+        if not d.is_dir():
+            raise DataError(f"the {role} folder {d} is not a folder on disk; pass a folder of class folders")
+    return dirs
+
+
+class _RoleSource:
+    """Split folders named one by one: each of train, test (and val) is a folder of class folders."""
+
+    def __init__(self, dataset: str, dirs: dict[str, Path]) -> None:
+        self.dataset, self.dirs = dataset, dirs
+        self.where = ", ".join(f"{r} {d}" for r, d in dirs.items())
+        self.trees = {r: DirTree(d) for r, d in dirs.items()}
+        self.key: dict[str, Any] = {"dirs": {r: str(d) for r, d in dirs.items()}, "stat": {
+            r: t.stat_key([""] + [c for c in t.listdir("") if t.isdir(c)]) for r, t in self.trees.items()}}
+
+    def classes(self) -> list[str]:
+        classes = _class_folders(self.trees["train"], "", str(self.dirs["train"]))
+        if len(classes) < 2:
+            raise DataError(f"need at least 2 classes, found only {classes[0]!r} in {self.dirs['train']}; "
+                            "add a folder per class")
+        for role, tree in self.trees.items():
+            extra = sorted(set(_class_folders(tree, "", str(self.dirs[role]))) - set(classes))
+            if extra:
+                raise DataError(f"the {role} folder {self.dirs[role]} has class folder(s) {', '.join(extra)} that "
+                                "the train folder lacks; use the same class folders in both")
+        return classes
+
+    def build(self, image_size: int | None, strict: bool, progress: bool) -> dict[str, ImageArrays]:
+        classes, flat = self.classes(), _Layout("folder", "", False, True)
+        out: dict[str, ImageArrays] = {}
+        for role in ("train", *[r for r in ROLES if r != "train" and r in self.dirs]):
+            size = image_size if role == "train" else out["train"].image_size  # every split takes train's size
+            out[role] = _decode_folder(self.trees[role], flat, "", classes, size, strict, progress,
+                                       f"decoding {self.dataset} {role}", str(self.dirs[role]))
+            out[role].origin = f"{self.dirs[role]}/"
+        return out
+
+    def files(self, image_size: int | None) -> dict[str, ImageFiles]:
+        classes, out = self.classes(), {}
+        for role in ("train", *[r for r in ROLES if r != "train" and r in self.dirs]):
+            listed = _list_images(self.trees[role], "", classes, str(self.dirs[role]))
+            names = [f for f, _ in listed]
+            size = image_size or (probe_size(self.dirs[role], names) if role == "train" else out["train"].image_size)
+            out[role] = ImageFiles(self.dirs[role], names, torch.tensor([lb for _, lb in listed], dtype=torch.int64),
+                                   list(classes), size, f"{self.dirs[role]}/")
+        return out
+
+
 def _download_cifar10(root: Path) -> Path:
     """Fetch the official batches with torchvision into root/cifar-10-batches-py (if not there)."""
     target = root / "cifar-10-batches-py"
@@ -453,8 +525,9 @@ def _load(
         return {s: out[s] for s in splits if s in out}
 
     cache_root = resolve_cache_dir(cache_dir)
-    path = _locate(name, data_dir, download, cache_root)
-    source = _Source(name, path)
+    dirs = role_dirs(data_dir)
+    path = dirs["train"] if dirs else _locate(name, data_dir, download, cache_root)
+    source = _RoleSource(name, dirs) if dirs else _Source(name, path)
     key = {**source.key, "image_size": image_size}
     every = (*SPLITS, "val")  # val: a source's own validation folder (empty when it has none)
     files = {s: cache_file(cache_root, name, s, key) for s in every}
@@ -467,7 +540,7 @@ def _load(
             save_cached(files[s], built.get(s, none))
         results = {s: built.get(s, none) for s in splits}
     out = {s: a for s, a in results.items() if a is not None and (s != "val" or len(a))}
-    _report_skipped(out, strict, f"{name} at {path}")
+    _report_skipped(out, strict, f"{name} at {source.where}")
     return out
 
 
@@ -530,22 +603,15 @@ def load_train_val_test(
     if limit is not None and limit < 1:
         raise DataError(f"limit must be a positive number of images, got {limit}; pass e.g. 5000 or None")
     parts = _load(dataset, data_dir, (*SPLITS, "val"), image_size, cache_dir, download, strict, progress)
-    train, test, own_val = parts["train"], parts["test"], parts.get("val")
-    if limit is not None:
-        train = train.subset(balanced_subset(train.labels, limit, seed))
-        test = test.subset(balanced_subset(test.labels, max(limit // 5, 1), seed))
-        if own_val is not None:
-            own_val = own_val.subset(balanced_subset(own_val.labels, max(limit // 5, 1), seed))
-    if own_val is not None:
-        return train, own_val, test
-    train, val = train_val_split(train, val_fraction, seed)
-    return train, val, test
+    return _limit_and_split(parts["train"], parts.get("val"), parts["test"], limit, seed, val_fraction)
 
 
 def streamable(dataset: str, data_dir: str | Path | None) -> bool:
     """Whether a data set is an image folder on disk, the one kind the streaming path reads."""
     if canonical_dataset(dataset) == "digits" or data_dir is None:
         return False
+    if isinstance(data_dir, Mapping):  # split folders named one by one
+        return all(Path(d).expanduser().is_dir() for d in data_dir.values() if d)
     path = Path(data_dir).expanduser()
     if not path.is_dir():
         return False
@@ -572,6 +638,10 @@ def index_train_val_test(
     name = canonical_dataset(dataset)
     if name == "digits":
         raise DataError("the digits data set is decoded in memory; drop --data-mode stream")
+    dirs = role_dirs(data_dir)
+    if dirs:
+        parts = _RoleSource(name, dirs).files(image_size)
+        return _limit_and_split(parts["train"], parts.get("val"), parts["test"], limit, seed, val_fraction)
     path = _locate(name, data_dir, False, resolve_cache_dir(None))
     if not path.is_dir():
         raise DataError(f"{path} is an archive; the streaming path reads a folder on disk: extract it "
@@ -610,7 +680,13 @@ def index_train_val_test(
                     raise DataError(f"{folder}/ in {where} has class folder(s) {', '.join(extra)} that train/ lacks; "
                                     "use the same class folders in both")
                 parts[split] = files_of(d, train.image_size)  # every split takes the training size
-    train, test, own_val = parts["train"], parts["test"], parts.get("val")
+    return _limit_and_split(parts["train"], parts.get("val"), parts["test"], limit, seed, val_fraction)
+
+
+def _limit_and_split(train, own_val, test, limit: int | None, seed: int, val_fraction: float) -> tuple:
+    """(train, val, test) of ImageArrays or ImageFiles: ``limit``'s class-balanced subsets (test
+    and a folder's own val at the 5:1 ratio), then the validation split held out of train
+    unless the source has its own."""
     if limit is not None:
         train = train.subset(balanced_subset(train.labels, limit, seed))
         test = test.subset(balanced_subset(test.labels, max(limit // 5, 1), seed))
@@ -618,7 +694,7 @@ def index_train_val_test(
             own_val = own_val.subset(balanced_subset(own_val.labels, max(limit // 5, 1), seed))
     if own_val is not None:
         return train, own_val, test
-    train, val = split_files(train, val_fraction, seed)
+    train, val = (split_files if isinstance(train, ImageFiles) else train_val_split)(train, val_fraction, seed)
     return train, val, test
 
 

@@ -29,6 +29,7 @@ from lenet2vit.engine.run_folder import (
     load_run,
 )
 from lenet2vit.engine.config import ConfigError, TrainConfig
+from lenet2vit.data import describe_data_dir
 from lenet2vit.engine.analysis import analyse
 from lenet2vit.engine.loop import evaluate, fit
 from lenet2vit.engine.trackers import check_tracker, open_tracker
@@ -393,7 +394,7 @@ def _run_config(requested: str, name: str, kwargs: dict, size: int, mean, std, p
         "classes": list(train.classes),
         "dataset": {
             "name": dataset,
-            "data_dir": str(data_dir) if data_dir else None,
+            "data_dir": describe_data_dir(data_dir),
             "image_size": train.image_size,
             "train": len(train), "val": len(val), "test": len(test),
             "val_fraction": cfg.val_fraction, "limit": cfg.limit, "split_seed": SPLIT_SEED,

@@ -21,6 +21,7 @@ import torch
 
 from lenet2vit.engine.checkpoint import FolderLock, save_weights
 from lenet2vit.engine.config import PRESETS, TrainConfig, get_preset
+from lenet2vit.data import describe_data_dir
 from lenet2vit.engine.analysis import most_confident
 from lenet2vit.engine.run import SPLIT_SEED, prepare_data, train_run
 from lenet2vit.engine.run_folder import NOT_PROTOCOL, diff_protocols
@@ -406,7 +407,7 @@ def _compare_locked(models, study, seed_list, shard, cfg, dataset, data_dir, out
     protocol = _protocol(cfg, dataset, data, cfg.form, input_size, bool(pretrained))
     study_doc = {
         "preset": study.name, "train_preset": study.train_preset, "models": models, "seeds": seed_list,
-        "data_dir": str(data_dir) if data_dir else None,
+        "data_dir": describe_data_dir(data_dir),
         "pretrained": {m: Path(p).name for m, p in pretrained.items()},
     }
     device = resolve_device(cfg.device)
