@@ -31,7 +31,45 @@ def _per_channel(values: Sequence[float] | float, channels: int, what: str) -> l
     return vals
 
 
-class DeviceLoader:
+class BatchLoader:
+    """What both loaders share: the epoch each pass draws, the batch count and the normalisation.
+
+    A subclass sets ``num_samples``, ``batch_size`` and ``drop_last`` and yields one pass's
+    batches from ``_batches(epoch)``.
+    """
+
+    num_samples: int
+    batch_size: int
+    drop_last: bool
+    epoch: int = 0
+
+    def _normalise_with(self, mean, std, channels: int, device: torch.device) -> None:
+        m = torch.tensor(_per_channel(mean, channels, "mean"))
+        s = torch.tensor(_per_channel(std, channels, "std"))
+        if bool((s <= 0).any()):
+            raise DataError(f"std must be positive, got {s.tolist()}; pass the per-channel standard deviation")
+        self._scale, self._shift = (t.to(device) for t in normalisation(m.tolist(), s.tolist()))
+        self._std = s.to(device)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass use the permutation and augmentation of `epoch`."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self.epoch
+        self.epoch += 1
+        return self._batches(epoch)
+
+    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        raise NotImplementedError
+
+
+class DeviceLoader(BatchLoader):
     """Iterates (x, y) batches from an ImageArrays kept on `device`.
 
     The uint8 images are moved to `device` once; a batch is `images[perm[i:i + batch_size]]`,
@@ -81,12 +119,7 @@ class DeviceLoader:
         self.channels_last = channels_last
         self.dtype = dtype
         self.image_size = None if image_size in (None, arrays.image_size) else int(image_size)
-        c = arrays.channels
-        m = torch.tensor(_per_channel(mean, c, "mean"))
-        s = torch.tensor(_per_channel(std, c, "std"))
-        if bool((s <= 0).any()):
-            raise DataError(f"std must be positive, got {s.tolist()}; pass the per-channel standard deviation")
-        self._scale, self._shift = (t.to(self.device) for t in normalisation(m.tolist(), s.tolist()))
+        self._normalise_with(mean, std, arrays.channels, self.device)
         # Distributed training: `batch_size` is the global batch; every rank draws the same
         # permutation and augmentation (the paper recipes' too) for the whole batch and keeps its
         # contiguous share of it, so N ranks see exactly the batches one process would. Shuffled (training) passes drop the last
@@ -99,26 +132,11 @@ class DeviceLoader:
         if world_size > 1 and shuffle:
             self.drop_last = True
         self.paper_augment = paper_augment if paper_augment is not None and paper_augment.enabled else None
-        self._std = s.to(self.device)
         self._flip_base = None
         if self.augment is not None and self.augment.alternate_flip:  # each image's first-epoch flip, fixed by seed
             g = torch.Generator().manual_seed(epoch_seed(self.seed, -1))
             self._flip_base = torch.randint(0, 2, (self.num_samples,), generator=g).bool().to(self.device)
         self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass use the permutation and augmentation of `epoch`."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return math.ceil(self.num_samples / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        epoch = self.epoch
-        self.epoch += 1
-        return self._batches(epoch)
 
     def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))

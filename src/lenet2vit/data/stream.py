@@ -38,8 +38,8 @@ from torch.utils.data import DataLoader, Dataset
 from lenet2vit.data.arrays import DataError, ImageArrays, balanced_subset, stratified_holdout
 from lenet2vit.data.augment import PaperAugment, paper_augment_batch
 from lenet2vit.data.decode import DEFAULT_IMAGE_SIZE, decode_image_bytes
-from lenet2vit.data.loader import _per_channel, epoch_seed
-from lenet2vit.data.preprocess import fit_square, normalisation, to_input
+from lenet2vit.data.loader import BatchLoader, epoch_seed
+from lenet2vit.data.preprocess import fit_square, to_input
 
 __all__ = ["ImageFiles", "StreamLoader", "DATA_MODES", "memory_budget", "choose_mode", "decoded_bytes"]
 
@@ -164,7 +164,7 @@ class _ShardedBatches:
             yield [(int(j), self.epoch) for j in mine]
 
 
-class StreamLoader:
+class StreamLoader(BatchLoader):
     """Iterates (x, y) batches of an :class:`ImageFiles` split, decoded by ``workers`` processes.
 
     Takes DeviceLoader's arguments and keeps its contract: ``set_epoch``, ``len`` (batches),
@@ -209,28 +209,9 @@ class StreamLoader:
         self.rank, self.world_size = int(rank), int(world_size)
         self.paper_augment = paper_augment if paper_augment is not None and paper_augment.enabled else None
         self.workers = default_workers(world_size) if workers is None else int(workers)
-        c = files.channels
-        m, s = torch.tensor(_per_channel(mean, c, "mean")), torch.tensor(_per_channel(std, c, "std"))
-        if bool((s <= 0).any()):
-            raise DataError(f"std must be positive, got {s.tolist()}; pass the per-channel standard deviation")
-        self._scale, self._shift = (t.to(self.device) for t in normalisation(m.tolist(), s.tolist()))
-        self._std = s.to(self.device)
+        self._normalise_with(mean, std, files.channels, self.device)
         self._views = _Views(files, train=shuffle, flip=flip and shuffle, seed=self.seed)
         self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass use the permutation and views of `epoch`."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return math.ceil(self.num_samples / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        epoch = self.epoch
-        self.epoch += 1
-        return self._batches(epoch)
 
     def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         pin = self.device.type == "cuda"

@@ -47,6 +47,7 @@ __all__ = [
     "run_preprocess",
     "save_run",
     "diff_protocols",
+    "flatten",
     "with_train_defaults",
 ]
 
@@ -152,12 +153,13 @@ def save_run(
 # ----------------------------------------------------------------------------- protocols
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
@@ -189,7 +191,7 @@ def diff_protocols(old: dict, new: dict, keys: Iterable[str] | None = None,
     the :data:`DESCRIPTIONS` never count.
     """
     skip = {f"train.{k}" for k in ignore} | DESCRIPTIONS
-    a, b = _flatten(with_train_defaults(old)), _flatten(with_train_defaults(new))
+    a, b = flatten(with_train_defaults(old)), flatten(with_train_defaults(new))
     out = []
     for k in sorted(set(a) | set(b)):
         if k in skip or (keys is not None and not any(k == p or k.startswith(p + ".") for p in keys)):

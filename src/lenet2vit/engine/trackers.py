@@ -19,6 +19,7 @@ from pathlib import Path
 
 from lenet2vit.engine.checkpoint import atomic_write_json
 from lenet2vit.engine.config import TRACKERS, ConfigError
+from lenet2vit.engine.run_folder import flatten
 
 __all__ = ["TRACKERS", "Tracker", "check_tracker", "open_tracker"]
 
@@ -37,18 +38,10 @@ def check_tracker(kind: str) -> None:
                           "or drop --logger")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
+def _flat(d: dict) -> dict:
     """Nested config -> flat ``{"train.lr": 0.1}`` of numbers, strings and booleans (what trackers take)."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)):
-            out[key] = v
-        elif v is not None:
-            out[key] = json.dumps(v)[:250]
-    return out
+    return {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v)[:250]
+            for k, v in flatten(d).items() if v is not None}
 
 
 def _numbers(row: dict) -> dict:
