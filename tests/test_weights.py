@@ -232,3 +232,29 @@ def test_imagenet_weights_of_a_timm_reference_offline_is_one_line(monkeypatch):
     msg = str(e.value)
     assert "offline" in msg and "huggingface.co/timm/mobilenetv1_100" in msg and "--pretrained PATH" in msg
     assert "\n" not in msg
+
+
+def test_timm_named_weights_load_any_timm_model_with_only_the_download_mocked(monkeypatch, tmp_path):
+    """``--pretrained timm:<name>``: another timm checkpoint of the same architecture (ViT-S here)."""
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+    from timm.models import _hub
+
+    from lenet2vit.weights import is_published, published_state_dict
+
+    torch.manual_seed(1)
+    served = timm.create_model("vit_small_patch16_224", pretrained=False).eval()
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in served.state_dict().items()}, str(path))
+    calls = []
+    monkeypatch.setattr(_hub, "hf_hub_download", lambda repo_id, filename, **kw: calls.append(repo_id) or str(path))
+    assert is_published("timm:vit_small_patch16_224.augreg_in1k") and not is_published("weights.pth")
+    sd, what, source = published_state_dict("vit_s_16", "timm:vit_small_patch16_224.augreg_in1k")
+    assert calls == ["timm/vit_small_patch16_224.augreg_in1k"] and source == "timm"
+    ours = create_model("vit_s_16").eval()
+    load_weights(ours, sd, source="timm")
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), served(x), atol=1e-4)
+    with pytest.raises(WeightsError, match="timm:"):
+        published_state_dict("resnet18", "timm")  # torchvision's reference: name the timm model

@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from lenet2vit.errors import UserError
 
-__all__ = ["load_weights", "read_state_dict", "published_state_dict", "WeightsError", "PUBLISHED"]
+__all__ = ["load_weights", "read_state_dict", "published_state_dict", "is_published", "WeightsError", "PUBLISHED"]
 
 SOURCES = ("auto", "lenet2vit", "torchvision", "timm")
 
@@ -69,11 +69,20 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in obj.items()}
 
 
-PUBLISHED = ("imagenet",)  # names of published weights --pretrained takes besides a file
+PUBLISHED = ("imagenet", "timm")  # names of published weights --pretrained takes besides a file, and timm:<name>
+
+
+def is_published(which: str) -> bool:
+    """Whether ``--pretrained`` names published weights (``imagenet``, ``timm``, ``timm:<name>``), not a file."""
+    return which in PUBLISHED or which.startswith("timm:")
 
 
 def published_state_dict(model_name: str, which: str = "imagenet") -> tuple[dict[str, torch.Tensor], str, str]:
     """The published ImageNet weights of ``model_name``'s reference: ``(state_dict, description, source)``.
+
+    ``which`` is ``"imagenet"`` (the reference library's weights), ``"timm"`` (a timm reference's
+    weights) or ``"timm:<name>"`` (any timm model's, e.g. ``timm:resnet50.a1_in1k``, whose
+    parameter names the model's ``convert_state_dict`` maps or shares).
 
     A torchvision reference goes through torchvision's weights API: the file is downloaded once
     into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and read from there afterwards.
@@ -84,9 +93,16 @@ def published_state_dict(model_name: str, which: str = "imagenet") -> tuple[dict
     """
     from lenet2vit.registry import model_info
 
-    if which not in PUBLISHED:
-        raise WeightsError(f"unknown published weights {which!r}; choose one of {', '.join(PUBLISHED)} or pass a file")
+    if not is_published(which):
+        raise WeightsError(f"unknown published weights {which!r}; choose imagenet, timm or timm:<name>, "
+                           "or pass a file")
     info = model_info(model_name)
+    if which.startswith("timm"):  # timm's weights: the reference's own timm name, or the one given
+        name = which.partition(":")[2] or (info.reference[1] if info.reference and info.reference[0] == "timm" else "")
+        if not name:
+            raise WeightsError(f"{model_name}'s reference is not a timm model; name the timm model whose weights "
+                               "to load, e.g. --pretrained timm:resnet18.a1_in1k, or use --pretrained imagenet")
+        return (*_timm_published(name), "timm")
     if info.reference is None or info.reference[0] not in ("torchvision", "timm"):
         raise WeightsError(
             f"torchvision and timm publish no ImageNet weights for {model_name}"

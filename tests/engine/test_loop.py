@@ -285,9 +285,11 @@ def test_a_one_epoch_run_of_the_fast_preset_leaves_its_warm_up_and_decays():
 def test_a_batch_larger_than_the_data_allows_shrinks_with_the_lr():
     fast = get_preset("fast")
     assert fast.fit_to_data(45_000) == (fast, None)  # CIFAR-10: as the preset says
-    small, why = fast.fit_to_data(245)
-    assert small.batch_size == 15 and small.lr == pytest.approx(0.2 * 15 / 256)  # linear scaling for SGD
-    assert "245 training images" in why and "batch 15" in why
-    adam, _ = fast.replace(optimizer="adam", lr=1e-3).fit_to_data(245)
-    assert adam.lr == pytest.approx(1e-3 * (15 / 256) ** 0.5)  # square-root scaling for Adam
+    digits, why = fast.fit_to_data(1293)
+    assert digits.batch_size == 25 and digits.lr == pytest.approx(0.2 * 25 / 256)  # 51 steps; linear scaling for SGD
+    assert "1293 training images" in why and "batch 25" in why
+    assert fast.fit_to_data(245)[0].batch_size == 16  # fewer steps rather than batches too small for BatchNorm
+    adam, _ = fast.replace(optimizer="adam", lr=1e-3).fit_to_data(1293)
+    assert adam.lr == pytest.approx(1e-3 * (25 / 256) ** 0.5)  # square-root scaling for Adam
     assert fast.fit_to_data(3)[0].batch_size == 1
+    assert fast.fit_to_data(50 * 256) == (fast, None)  # from 12,800 images on, the preset's own batch

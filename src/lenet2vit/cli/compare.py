@@ -58,9 +58,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--seeds", help="number of seeds (3 means seeds 0,1,2) or a list such as 0,5,9 (default: the study's)")
     p.add_argument("--out", help="study folder (default runs/compare-PRESET)")
     p.add_argument("--shard", help="i/n: run only the jobs whose index modulo n is i (merge with `lenet2vit report`)")
-    p.add_argument("--pretrained", choices=["imagenet"],
-                   help="start every model from its reference's published ImageNet weights (torchvision's or timm's, "
-                        "downloaded once)")
+    p.add_argument("--pretrained", choices=["imagenet", "timm"],
+                   help="start every model from its reference's published ImageNet weights (imagenet: torchvision's "
+                        "or timm's, downloaded once; timm: the timm references' only)")
     p.add_argument("--pretrained-dir", help="folder of torchvision ImageNet weights (resnet18-*.pth, ...) to start every model from")
     p.add_argument("--input-size", type=positive_int, help="resize inputs to this size on the fly")
     p.add_argument("--no-report", action="store_true", help="skip the plots and report.html at the end")

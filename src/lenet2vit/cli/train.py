@@ -54,7 +54,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", help="run folder (default runs/MODEL)")
     p.add_argument("--input-size", type=positive_int, help="resize inputs to this size on the fly")
     p.add_argument("--pretrained", help="imagenet (the reference's published weights: torchvision's, or timm's for "
-                                        "MobileNet v1, ViT-Ti/S and R50+ViT-B; downloaded once) or a "
+                                        "MobileNet v1, ViT-Ti/S and R50+ViT-B; downloaded once), timm:<name> (a timm "
+                                        "model's, e.g. timm:vit_small_patch16_224.augreg_in21k_ft_in1k) or a "
                                         "torchvision/timm/lenet2vit weights file to start from")
     p.add_argument("--weights-source", default="auto", choices=["auto", "torchvision", "timm", "lenet2vit"])
     p.add_argument("--init-from", help="initialise shared layers from another run (VGG's trick)")

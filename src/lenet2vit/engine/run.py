@@ -47,7 +47,7 @@ from lenet2vit.runtime import (
     set_deterministic,
     use_channels_last,
 )
-from lenet2vit.weights import PUBLISHED, load_weights, published_state_dict, read_state_dict
+from lenet2vit.weights import is_published, load_weights, published_state_dict, read_state_dict
 
 __all__ = ["train_run", "evaluate_run", "prepare_data", "make_loader"]
 
@@ -340,7 +340,7 @@ def _build_training_model(name: str, train, kwargs: dict, cfg: TrainConfig, pret
     net = build_model(name, len(train.classes), train.channels, kwargs)
     if pretrained:
         weights, what, source = pretrained, str(pretrained), weights_source
-        if str(pretrained) in PUBLISHED:
+        if is_published(str(pretrained)):
             weights, what, source = published_state_dict(name, str(pretrained))
         skipped = load_weights(net, weights, source=source, skip_classifier=True)["skipped"]
         log(f"loaded pretrained weights: {what}" + (f" (new classifier: {', '.join(skipped)})" if skipped else ""))

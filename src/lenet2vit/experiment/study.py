@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
+from lenet2vit.data import describe_data_dir
 from lenet2vit.engine.checkpoint import FolderLock, save_weights
 from lenet2vit.engine.config import PRESETS, TrainConfig, get_preset
-from lenet2vit.data import describe_data_dir
 from lenet2vit.engine.analysis import most_confident
 from lenet2vit.engine.run import SPLIT_SEED, prepare_data, train_run
 from lenet2vit.engine.run_folder import NOT_PROTOCOL, diff_protocols
@@ -35,7 +36,7 @@ from lenet2vit.experiment.store import (
 )
 from lenet2vit.registry import CIFAR_SUFFIX, model_info
 from lenet2vit.runtime import environment, resolve_device
-from lenet2vit.weights import PUBLISHED
+from lenet2vit.weights import is_published
 
 __all__ = ["Study", "STUDIES", "compare", "resolve_study", "parse_shard", "parse_seeds", "jobs_for", "find_pretrained"]
 
@@ -73,9 +74,14 @@ STUDIES: dict[str, Study] = {
         ("lenet5", "alexnet", "vgg16", "googlenet", "resnet18", "mobilenet_v2", "efficientnet_b0", "vit_ti_16"),
         "cifar10", 1, "the milestones from LeNet-5 to ViT with our fast CIFAR recipe",
     ),
+    # The main job (`lenet2vit compare` with no arguments): one model of every family, in its small
+    # form, on the bundled digits, in a few minutes on a CPU.
     "quick": Study(
-        "quick", ("quick",), ("lenet5", "plain20", "resnet20"), "digits", 2,
-        "a smoke study in minutes on a CPU: LeNet-5 and a plain and a residual 20-layer net on the bundled digits",
+        "quick", ("quick",),
+        ("lenet5", "alexnet_cifar", "vgg11_bn_cifar", "googlenet_cifar", "resnet20", "mobilenet_v2_cifar",
+         "efficientnet_b0_cifar", "vit_ti_16_cifar", "r18_vit_ti_cifar"), "digits", 1,
+        "the main job: one model of every family from LeNet-5 to the ResNet+ViT hybrid, in its small form, "
+        "on the bundled digits, in minutes on a CPU",
     ),
     "degradation": Study(
         "degradation", ("degradation", "resnet-paper-cifar", "fast"), ("plain20", "plain56", "resnet20", "resnet56"), "cifar10", 1,
@@ -376,8 +382,8 @@ def compare(
     out = Path(out) if out is not None else Path("runs") / f"compare-{study.name}"
     if pretrained and pretrained_dir:
         raise CompareError("pass --pretrained imagenet or --pretrained-dir, not both")
-    if pretrained and pretrained not in PUBLISHED:
-        raise CompareError(f"--pretrained {pretrained!r}: a study takes {', '.join(PUBLISHED)} (published weights for "
+    if pretrained and not is_published(pretrained):
+        raise CompareError(f"--pretrained {pretrained!r}: a study takes imagenet or timm (published weights for "
                            "every model) or --pretrained-dir with one file per model")
     pretrained = ({m: pretrained for m in models} if pretrained
                   else find_pretrained(models, pretrained_dir) if pretrained_dir else {})
@@ -420,9 +426,13 @@ def _compare_locked(models, study, seed_list, shard, cfg, dataset, data_dir, out
         f"({len(train)} train / {len(val)} val / {len(test)} test images), preset {study.train_preset}"
         + (f", shard {shard[0]}/{shard[1]}" if shard else "")
         + f": {len(jobs) - len(todo)} of {len(jobs)} jobs already done -> {out}")
+    bar = tqdm(total=len(todo), desc=f"study {study.name}", unit="run", disable=not progress or not todo)
+    if progress and log is print:
+        log = tqdm.write  # lines above the study's bar, not through it
     for k, (model, seed) in enumerate(todo, 1):
         run_dir = out / "runs" / model / f"seed{seed}"
         log(f"[{k}/{len(todo)}] {model} seed {seed} -> {run_dir}")
+        bar.set_postfix_str(f"{model} seed {seed}")
         _reset_peak_rss()
         res = train_run(
             model, out=run_dir, cfg=cfg.replace(seed=seed), dataset=dataset, data_dir=data_dir,
@@ -435,14 +445,16 @@ def _compare_locked(models, study, seed_list, shard, cfg, dataset, data_dir, out
         write_samples(run_dir, test)
         row = _row(model, seed, res, run_dir, out)
         store.add(row)
+        bar.update(1)
         if on_row is not None:
             on_row(row)
+    bar.close()
     rows = store.rows()
     where = f"results in {out}: results.csv, results_agg.csv, table.md"
     if report:
         from lenet2vit.experiment.report import build_report
 
-        build_report([out], log=log)
-        where += ", plots/, report.html"
+        page = build_report([out], log=log)
+        where += f", plots/; open {page} in a browser"
     log(where)
     return rows

@@ -1,0 +1,37 @@
+"""The recipe for short runs learns: one model of every family, 2 epochs of `quick` on the digits.
+
+These are the models `lenet2vit compare` trains with no arguments (the main job), so this is
+also the main job's promise: every family ends well above chance (10%).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lenet2vit.data import load_train_val_test
+from lenet2vit.engine import get_preset, train_run
+from lenet2vit.experiment.study import STUDIES
+from lenet2vit.registry import model_info
+
+MAIN_JOB = STUDIES["quick"].models
+
+
+def test_the_main_job_has_one_model_of_every_family():
+    families = {model_info(m).family.split(" ")[0] for m in MAIN_JOB}
+    assert families == {"LeNet", "AlexNet", "VGG", "GoogLeNet", "ResNet", "MobileNet", "EfficientNet", "ViT", "Hybrid"}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_train_val_test("digits", None, progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MAIN_JOB)
+def test_two_epochs_of_quick_end_well_above_chance(tmp_path, digits, model):
+    cfg = get_preset("quick").replace(device="cpu")  # `lenet2vit train MODEL --preset quick --dataset digits`
+    lines = []
+    res = train_run(model, out=tmp_path / model, cfg=cfg, dataset="digits", data=digits, progress=False,
+                    log=lines.append)
+    assert res["test_top1"] > 0.3, (model, res["test_top1"], [h["train_loss"] for h in res["history"]], lines)
+    assert res["history"][-1]["train_loss"] < res["history"][0]["train_loss"]  # it learned, it did not diverge
