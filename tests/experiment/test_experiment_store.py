@@ -48,6 +48,17 @@ def test_a_run_written_before_the_streaming_path_resumes_as_a_memory_run():
         "dataset.mode: 'memory' -> 'stream'"]
 
 
+def test_a_run_written_before_the_data_roles_were_recorded_resumes():
+    # dataset.roles describes which folder played which role; it never defines the protocol,
+    # whether it is missing (older runs), added, or worded differently.
+    old = {"dataset": {"name": "cifar10", "train": 45000}}
+    new = {"dataset": {"name": "cifar10", "train": 45000,
+                       "roles": {"train": "train/", "val": "10% held out of train/", "test": "test/"}}}
+    assert diff_protocols(old, new) == []
+    assert diff_protocols(new, {"dataset": {**new["dataset"], "roles": {"train": "a/"}}}) == []
+    assert diff_protocols(old, {"dataset": {**new["dataset"], "train": 40000}}) == ["dataset.train: 45000 -> 40000"]
+
+
 def test_aggregate_is_mean_and_sample_std_sorted_by_accuracy():
     rows = [_row("a", 0, 0.5, 10.0), _row("a", 1, 0.7, 14.0), _row("a", 2, 0.6, 11.0), _row("b", 0, 0.9, 3.0)]
     agg = aggregate(rows)

@@ -181,6 +181,11 @@ def with_train_defaults(protocol: dict) -> dict:
     return out
 
 
+def _under(key: str, prefixes: Iterable[str]) -> bool:
+    """Whether a flattened key is one of ``prefixes`` or lies under one (``dataset.roles.test``)."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
 def diff_protocols(old: dict, new: dict, keys: Iterable[str] | None = None,
                    ignore: Iterable[str] = NOT_PROTOCOL) -> list[str]:
     """Lines ``"train.epochs: 10 -> 2"`` for every field that differs between two protocols.
@@ -194,7 +199,7 @@ def diff_protocols(old: dict, new: dict, keys: Iterable[str] | None = None,
     a, b = flatten(with_train_defaults(old)), flatten(with_train_defaults(new))
     out = []
     for k in sorted(set(a) | set(b)):
-        if k in skip or (keys is not None and not any(k == p or k.startswith(p + ".") for p in keys)):
+        if _under(k, skip) or (keys is not None and not _under(k, keys)):
             continue
         if a.get(k) != b.get(k):
             out.append(f"{k}: {a.get(k)!r} -> {b.get(k)!r}")
