@@ -38,30 +38,38 @@ SMOKE = dict(sizes="60,120", width=64, height=48, crop=32, batch=16, memory_path
 CLASSES = 10
 
 
-def _make_images(job: tuple[str, int, int, int, int]) -> None:
+def _make_images(job: tuple[str, str, int, int, int, int, bool]) -> None:
     import numpy as np
     from PIL import Image
 
-    folder, start, stop, width, height = job
+    folder, split, start, stop, width, height, vary = job
     rng = np.random.default_rng(start)
     for i in range(start, stop):
-        d = Path(folder) / "train" / f"class{i % CLASSES}"
+        d = Path(folder) / split / f"class{i % CLASSES}"
         path = d / f"{i:06d}.jpg"
+        # a photo's size, or (vary) anything from half to the full width and height, any aspect
+        w, h = (int(rng.integers(width // 2, width + 1)), int(rng.integers(height // 2, height + 1))) if vary \
+            else (width, height)
         if path.exists():
             continue
         d.mkdir(parents=True, exist_ok=True)
         # smooth noise, upscaled: JPEGs of a photo's size (tens of kB), not of white noise
-        small = rng.integers(0, 255, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
-        Image.fromarray(small).resize((width, height), Image.BILINEAR).save(path, quality=85)
+        small = rng.integers(0, 255, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((w, h), Image.BILINEAR).save(path, quality=85)
 
 
-def make_folder(root: Path, n: int, width: int, height: int, workers: int) -> Path:
-    """A folder of ``n`` JPEGs (kept between runs: made only once)."""
-    folder = root / f"photos-{n}-{width}x{height}"
+def make_folder(root: Path, n: int, width: int, height: int, workers: int, val: int = 0, vary: bool = False) -> Path:
+    """A folder of ``n`` JPEGs in ``train/`` (and ``val`` more in ``val/``), made only once.
+
+    ``vary`` draws each image's width and height independently from half to the full size, so
+    the folder holds every aspect ratio, as photos do.
+    """
+    folder = root / f"photos-{n}{f'+{val}' if val else ''}-{width}x{height}{'-varied' if vary else ''}"
     done = folder / ".complete"
     if not done.exists():
-        step = max(n // (4 * max(workers, 1)), 1)
-        jobs = [(str(folder), s, min(s + step, n), width, height) for s in range(0, n, step)]
+        step = max((n + val) // (4 * max(workers, 1)), 1)
+        jobs = [(str(folder), "train" if s < n else "val", s, min(s + step, n if s < n else n + val), width, height,
+                 vary) for s in [*range(0, n, step), *range(n, n + val, step)]]
         with ProcessPoolExecutor(max(workers, 1)) as pool:
             list(pool.map(_make_images, jobs))
         done.write_text("ok")
@@ -133,7 +141,7 @@ def run(args) -> dict:
                 m = row["memory"] = measure("memory", folder, args, cache)
                 figure(f"memory path {n} images: peak RSS (decode into one tensor)", m["peak_rss_mb"], "MB")
             out["folders"][n] = row
-        smallest = root / f"photos-{sizes[0]}-{args.width}x{args.height}"
+        smallest = make_folder(root, sizes[0], args.width, args.height, max(args.workers, 1))  # made above
         ref = out["reference"] = measure("reference", smallest, args, cache)
     ours = out["folders"][sizes[0]]["stream"]
     ratio = (ours["images"] / ours["seconds"]) / (ref["images"] / ref["seconds"])

@@ -275,6 +275,62 @@ def proxy_section() -> str:
     ])
 
 
+def _bench_provenance(res: dict, script: str) -> str:
+    env = res.get("machine") or {}
+    load = env.get("load_average") or [None]
+    busy = f", load average {load[0]:.1f} at the start" if load[0] is not None else ""
+    return (f"`python {env.get('command') or 'benchmarks/' + script}` at commit {commit({'environment': env}, {})}; "
+            f"{env.get('cpu', '?')}, {env.get('logical_cpus', '?')} logical CPUs{busy}, torch {env.get('torch', '?')}")
+
+
+def scale_section() -> str:
+    """The streaming data path at scale: benchmarks/stream_memory.py and stream_torchrun.py."""
+    memory, torchrun = RESULTS / "bench" / "stream_memory.json", RESULTS / "bench" / "stream_torchrun.json"
+    if not memory.exists() and not torchrun.exists():
+        return ""
+    out = ["## Image folders larger than memory: the streaming path", "",
+           "Synthetic ImageNet-shaped folders of JPEGs of a photo's size (500x375), made by the scripts",
+           "themselves. The streamed figures should stay flat as the folder grows; the memory path's",
+           "decoded set grows with it.", ""]
+    if memory.exists():
+        res = _json(memory)
+        st = res["settings"]
+        rows = []
+        for n, row in sorted(res["folders"].items(), key=lambda kv: int(kv[0])):
+            s = row["stream"]
+            rows.append([f"{int(n):,}", f"{s['images'] / s['seconds']:.0f}", f"{s['peak_rss_mb']:.0f}",
+                         f"{s['worker_peak_rss_mb']:.0f}", f"{row['memory_path_need_mb']:,.0f}",
+                         f"{row['memory']['peak_rss_mb']:,.0f}" if "memory" in row else "-"])
+        ref = res["reference"]
+        out += [f"**One epoch of the loader alone** (`StreamLoader`, crop {st['crop']} + flip, batch {st['batch']}, "
+                f"{st['workers']} decoding workers; the training process takes one thread):", "",
+                table(["JPEGs in the folder", "stream img/s", "stream peak RSS, MB", "largest worker's peak RSS, MB",
+                       "memory path: decoded set, MB", "memory path: measured peak RSS, MB"], rows), "",
+                f"Against torchvision's `ImageFolder` + `DataLoader` (the same crop, flip, workers and batch) on the "
+                f"smallest folder, in the same run: {ref['images'] / ref['seconds']:.0f} img/s, so the stream path "
+                f"runs at **{res['ratio_stream_over_reference']:.2f}x** the reference.", "",
+                "Measured by " + _bench_provenance(res, "stream_memory.py") + ".", ""]
+    if torchrun.exists():
+        res = _json(torchrun)
+        st = res["settings"]
+        rows = []
+        for n, row in sorted(res["folders"].items(), key=lambda kv: int(kv[0])):
+            rows.append([f"{row['train_images'] + row['val_images']:,} + {int(n) // 10:,}", str(row["processes"]),
+                         f"{row['peak_tree_pss_mb']:,.0f}", f"{row['peak_process_rss_mb']:,.0f}",
+                         f"{row['memory_path_need_mb']:,.0f}", f"{row['train_images_per_s']:.1f}",
+                         f"{row['wall_seconds']:.0f}"])
+        out += [f"**Training with `torchrun` on {st['nproc']} CPU processes** over `train/` + `val/` folders of "
+                f"JPEGs of every size and aspect up to {st['width']}x{st['height']}: `{st['model']}` at "
+                f"{st['input_size']} px, {st['epochs']} epoch(s), batch {st['batch']} per process, {st['workers']} "
+                f"decoding worker(s) each. Peak memory is sampled from `/proc` four times a second over the whole "
+                f"process tree (PSS, so shared pages count once).", "",
+                table(["images (train/ + val/)", "processes", "peak memory, all processes, MB",
+                       "largest process's peak RSS, MB", "memory path: decoded sets, MB", "train img/s",
+                       "wall seconds"], rows), "",
+                "Measured by " + _bench_provenance(res, "stream_torchrun.py") + ".", ""]
+    return "\n".join(out)
+
+
 def render() -> str:
     """The text of docs/results.md, from results/."""
     head = ["# Measured results", "",
@@ -283,7 +339,7 @@ def render() -> str:
             "accuracies are on the original CIFAR-10 pixels (the lossless PNG copy). A timing marked",
             f"\"(loaded)\" was taken while other processes kept more than {LOADED_CPUS} of a CPU busy during",
             "at least one epoch; its accuracy is unaffected, its speed is not comparable.", ""]
-    return "\n".join(head + [fast_section(), proxy_section(), seed_section()]).rstrip() + "\n"
+    return "\n".join(head + [fast_section(), proxy_section(), seed_section(), scale_section()]).rstrip() + "\n"
 
 
 def write_doc() -> str:

@@ -194,6 +194,25 @@ def test_stream_memory_smoke(tmp_path: Path) -> None:
     assert len(list((tmp_path / "folders").glob("photos-120-*/train/*/*.jpg"))) == 120
 
 
+@pytest.mark.slow
+def test_stream_torchrun_smoke(tmp_path: Path) -> None:
+    """Two torchrun processes stream a train/ + val/ folder of varied JPEGs; the memory is sampled."""
+    out = tmp_path / "torchrun.json"
+    proc = run_script("stream_torchrun", "--smoke", "--root", str(tmp_path / "folders"), "--out", str(out))
+    s = proc.stdout
+    res = json.loads(out.read_text())
+    for n in (60, 120):
+        row = res["folders"][str(n)]
+        assert row["mode"] == "stream" and row["processes"] >= 3  # torchrun and its two ranks (and their workers)
+        assert row["train_images"] + row["val_images"] == n  # 10% of train/ held out; val/ is the test split
+        assert figure_value(s, f"{n} + {n // 10} images: peak memory") == pytest.approx(row["peak_tree_pss_mb"], abs=0.01)
+        assert row["peak_tree_pss_mb"] > 50
+    sizes = {Image.open(p).size for p in (tmp_path / "folders").glob("photos-120+12-*/*/*/*.jpg")}
+    assert len(sizes) > 20  # every image its own size and aspect
+    assert figure_value(s, "peak memory, largest / smallest folder") == pytest.approx(
+        res["folders"]["120"]["peak_tree_pss_mb"] / res["folders"]["60"]["peak_tree_pss_mb"], rel=0.01)
+
+
 def test_loader_speed_smoke(tmp_path: Path) -> None:
     out = tmp_path / "loader.json"
     proc = run_script("loader_speed", "--smoke", "--synthetic", "--images", "600", "--batch-sizes", "256,64",
@@ -282,3 +301,23 @@ def test_apply_budget_fills_unset_flags_and_refuses_non_positive(capsys) -> None
     with pytest.raises(SystemExit):
         apply_budget(p, p.parse_args(["--steps", "0"]), full, smoke, positive=("steps",))
     assert "--steps must be a positive number, got 0" in capsys.readouterr().err
+
+
+def test_the_gpu_check_script_parses_and_names_only_real_flags(tmp_path: Path) -> None:
+    """benchmarks/gpu_check.sh runs only where a GPU is; here: its syntax, every flag it passes to
+    `lenet2vit train` exists, and without a GPU it stops at once with one error line."""
+    script = BENCH / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    from lenet2vit.cli import build_parser
+
+    train_flags = {a for action in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                   for a in action.option_strings}
+    commands = [line for line in script.read_text().replace("\\\n", " ").splitlines()
+                if re.search(r"\btrain [a-z]", line)]  # the `lenet2vit train MODEL ...` lines, joined
+    used = set(re.findall(r"\s(--[a-z][a-z0-9-]+)", " ".join(commands)))
+    assert used and used <= train_flags | {"--standalone", "--nproc-per-node"}, used - train_flags
+    if not __import__("torch").cuda.is_available():
+        env = dict(os.environ, PYTHON=sys.executable)
+        proc = subprocess.run(["bash", str(script), "data.zip", str(tmp_path / "out")], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == "error: no CUDA device"

@@ -79,6 +79,7 @@ def test_train_and_eval_from_the_command_line(tmp_path, capsys):
     trained = json.loads((out / "results.json").read_text())
     code, stdout, _ = run(capsys, "eval", str(out), "--no-progress", "--json")
     same = json.loads(stdout)
+    assert same["n"] == json.loads((out / "config.json").read_text())["dataset"]["test"]  # quick's subset, as trained
     # bf16 kernels may round a borderline image the other way in another process: allow two images
     assert same["top1"] == pytest.approx(trained["test_top1"], abs=2 / same["n"]) and same["tta"] == trained["tta"]
     code, stdout, _ = run(capsys, "eval", str(out), "--no-progress", "--json", "--amp", "fp32", "--tta", "flip")

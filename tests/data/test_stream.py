@@ -175,3 +175,73 @@ def test_the_cli_trains_and_evaluates_from_split_folders(tmp_path, photo_folder,
     assert main(["eval", str(out), "--device", "cpu", "--no-progress", "--json"]) == 0  # reads the stored folders
     assert json.loads(capsys.readouterr().out)["n"] == 6
     assert main(["train", "resnet20", *argv, "--data-dir", str(src), "--out", str(tmp_path / "x")]) == 2
+
+
+def _mixed_formats(photos: Path) -> None:
+    """Files nvJPEG must not take: a PNG, a CMYK JPEG, an EXIF-rotated JPEG, and a broken one."""
+    import io
+
+    from PIL import Image
+
+    rgb = Image.open(photos / "train" / "dog" / "001.jpg").convert("RGB")
+    rgb.save(photos / "train" / "dog" / "001.jpg".replace(".jpg", "-png.png"))
+    rgb.convert("CMYK").save(photos / "train" / "emu" / "cmyk.jpg", quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    rgb.save(photos / "train" / "cat" / "rotated.jpg", quality=90, exif=exif.tobytes())
+    buf = io.BytesIO()
+    rgb.save(buf, "JPEG", quality=90)
+    (photos / "train" / "emu" / "broken.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_decoding_on_the_device_gives_the_workers_batches(photos, train, capfd):
+    """--gpu-decode's path (workers read bytes, one batched decode_jpeg on the device, the crops
+    made there) run with the CPU as the device: the same views and labels, bit for bit, through
+    every fallback (PNG, CMYK, EXIF rotation, a truncated JPEG)."""
+    _mixed_formats(photos)
+    files = index_train_val_test("folder", photos, image_size=32, val_fraction=0.0)[0]
+    assert {"train/dog/001-png.png", "train/emu/cmyk.jpg", "train/cat/rotated.jpg"} <= set(files.files)
+    calls = []
+    real = stream_mod.decode_on_device
+    kw = dict(shuffle=train, seed=5, flip=train, workers=0)
+    reference = list(StreamLoader(files, 7, **kw))
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(stream_mod, "decode_on_device", lambda *a: calls.append(len(a[0])) or real(*a))
+        on_device = list(StreamLoader(files, 7, decode_device="cpu", **kw))
+    assert calls and sum(calls) == sum(len(y) for _, y in reference)
+    assert len(on_device) == len(reference)
+    for (xd, yd), (xr, yr) in zip(on_device, reference):
+        assert torch.equal(yd, yr)
+        torch.testing.assert_close(xd, xr, rtol=0, atol=0)
+
+
+def test_only_plain_jpegs_go_to_the_device_decoder(photos):
+    _mixed_formats(photos)
+    read = lambda p: (photos / p).read_bytes()  # noqa: E731
+    assert stream_mod._gpu_decodable(read("train/cat/000.jpg"))
+    for name in ("train/dog/001-png.png", "train/emu/cmyk.jpg", "train/cat/rotated.jpg"):
+        assert not stream_mod._gpu_decodable(read(name)), name
+
+
+def test_gpu_decode_needs_a_cuda_device(photos, tmp_path, monkeypatch):
+    from lenet2vit.engine.config import PRESETS, ConfigError
+    from lenet2vit.engine.run import train_run
+
+    cfg = PRESETS["fast"].replace(epochs=1, batch_size=8, workers=0, device="cpu", data_mode="stream",
+                                  gpu_decode=True)
+    with pytest.raises(ConfigError, match="--gpu-decode decodes with nvJPEG on a CUDA device"):
+        train_run("resnet20", out=tmp_path / "run", cfg=cfg, dataset="folder", data_dir=photos, input_size=32,
+                  progress=False, log=lambda *_: None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="nvJPEG decoding needs a CUDA device")
+def test_nvjpeg_batches_match_the_cpu_decoder(photos):
+    """nvJPEG's IDCT is not libjpeg's, so pixels may differ by a few levels; the views are the same."""
+    _mixed_formats(photos)
+    files = index_train_val_test("folder", photos, image_size=32, val_fraction=0.0)[0]
+    kw = dict(shuffle=True, seed=5, flip=True, workers=0, device="cuda", mean=(0.5,) * 3, std=(0.5,) * 3)
+    cpu = torch.cat([x for x, _ in StreamLoader(files, 7, **kw)])
+    gpu = torch.cat([x for x, _ in StreamLoader(files, 7, decode_device="cuda", **kw)])
+    assert gpu.device.type == "cuda" and gpu.shape == cpu.shape
+    assert (gpu - cpu).abs().mean().item() < 4 / 255 / 0.5  # a few grey levels on average

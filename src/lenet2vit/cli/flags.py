@@ -132,6 +132,7 @@ HELP = {
                  "when the decoded set would pass $LENET2VIT_MEMORY_BUDGET, default half the RAM)",
     "logger": "also report to an experiment tracker: tensorboard (RUN/tensorboard), wandb or mlflow when installed",
     "workers": "streaming: decoding processes per rank (default: the CPUs, shared by the local ranks)",
+    "gpu_decode": "streaming: decode each batch's JPEGs on the GPU with nvJPEG (the workers only read the files)",
     "form": "auto: the CIFAR form (3x3 stem, no early pooling) for images <= 64px (seed-paper: imagenet)",
 }
 CHOICES = {

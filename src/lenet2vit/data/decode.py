@@ -38,7 +38,7 @@ class Entry:
 
 
 @contextmanager
-def _quiet_torchvision() -> Iterator[None]:
+def quiet_torchvision() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*image decoding.*TorchVision.*deprecated", DeprecationWarning)
         yield
@@ -73,7 +73,7 @@ def decode_image_bytes(data: bytes) -> torch.Tensor:
         raise ValueError("empty file")
     if _tv_decode_image is not None:
         try:
-            with _quiet_torchvision():
+            with quiet_torchvision():
                 x = _tv_decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB,
                                      apply_exif_orientation=True)
         except Exception:
@@ -110,7 +110,7 @@ def decode_entries(
     that cannot be read or decoded are left out and named in the skipped list, or raise
     DataError when strict. Decoding runs in a few threads, chunk by chunk.
     """
-    with _quiet_torchvision():
+    with quiet_torchvision():
         try:
             return _decode_all(entries, image_size, strict, progress, desc)
         except _SizeMismatch:

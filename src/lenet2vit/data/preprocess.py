@@ -65,11 +65,11 @@ def fit_square(x: torch.Tensor, size: int) -> torch.Tensor:
         nh, nw = max(size, int(size * h / w)), size
     if (nh, nw) != (h, w):
         batch = x if x.ndim == 4 else x.unsqueeze(0)
-        if nh < h or nw < w:
-            # uint8 bilinear resampling is native on CPU; downscaling needs the antialias filter
+        down = nh < h or nw < w  # downscaling needs the antialias filter
+        if down and x.device.type == "cpu":  # uint8 bilinear resampling is native on CPU
             out = F.interpolate(batch, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-        else:
-            out = F.interpolate(batch.float(), size=(nh, nw), mode="bilinear", align_corners=False)
+        else:  # upscaling, and GPUs (no uint8 kernels): in float, rounded back (within 1 of the CPU's)
+            out = F.interpolate(batch.float(), size=(nh, nw), mode="bilinear", antialias=down, align_corners=False)
             out = out.round_().clamp_(0, 255).to(torch.uint8)
         x = out if x.ndim == 4 else out[0]
     top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))

@@ -5,7 +5,9 @@ images at 224 px are about 190 GB as uint8), a split is kept as a list of files,
 :class:`ImageFiles`, and :class:`StreamLoader` reads it with a torch ``DataLoader``: worker
 processes read and decode each file (torchvision.io, through :func:`decode_image_bytes`),
 make its view, and the batches travel through pinned memory to the device. Memory stays
-bounded by the workers' prefetch, whatever the size of the folder.
+bounded by the workers' prefetch, whatever the size of the folder. With ``decode_device``
+(``--gpu-decode``) the workers only read the files, and the JPEGs of each batch are decoded
+together on the GPU by nvJPEG; the crops are then made there, with the same draws.
 
 - Training views follow the ImageNet recipe: ``RandomResizedCrop`` (scale 0.08-1, aspect
   3/4-4/3) to the stored size, and a horizontal flip when the protocol flips.
@@ -111,9 +113,13 @@ class _Views(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, epoch = key
         image, index = self._decode(index)
+        return self.view(image, index, epoch), int(self.files.labels[index])
+
+    def view(self, image: torch.Tensor, index: int, epoch: int) -> torch.Tensor:
+        """The uint8 (3, S, S) view of a decoded image (on any device) for this pass."""
         size = self.files.image_size
         if not self.train:
-            return fit_square(image, size), int(self.files.labels[index])
+            return fit_square(image, size)
         from torchvision.transforms import RandomResizedCrop
         from torchvision.transforms.v2 import functional as TF
 
@@ -123,7 +129,7 @@ class _Views(Dataset):
             top, left, h, w = RandomResizedCrop.get_params(image, RRC_SCALE, RRC_RATIO)
             mirror = self.flip and bool(torch.rand(()) < 0.5)
         view = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
-        return (view.flip(-1) if mirror else view), int(self.files.labels[index])
+        return view.flip(-1) if mirror else view
 
     def _decode(self, index: int) -> tuple[torch.Tensor, int]:
         """The image at ``index``, or, if that file cannot be read, the next readable one (said once)."""
@@ -137,6 +143,81 @@ class _Views(Dataset):
                       "for it this epoch", file=sys.stderr)
         raise DataError(f"none of 64 files from {self.files.files[index]} on can be read under {self.files.root}; "
                         "check the folder")
+
+
+class _Encoded(Dataset):
+    """``dataset[(index, epoch)]`` -> (index, epoch, bytes or image): a worker reads the file and
+    passes a baseline RGB or grey JPEG on as its bytes, for nvJPEG to decode on the GPU. Anything
+    else (PNG, CMYK, an EXIF rotation, which nvJPEG does not apply) it decodes itself, as
+    :class:`_Views` does, so both decoders give the same images."""
+
+    def __init__(self, views: _Views) -> None:
+        self.views = views
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[int, int, bool, torch.Tensor]:
+        index, epoch = key
+        try:
+            data = self.views.files.read(index)
+            if _gpu_decodable(data):
+                return index, epoch, True, torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        except OSError:
+            pass
+        image, index = self.views._decode(index)
+        return index, epoch, False, image
+
+
+def _gpu_decodable(data: bytes) -> bool:
+    """Whether nvJPEG gives this file's pixels as the CPU decoder does: an RGB or grey JPEG
+    without an EXIF rotation (read from the header only)."""
+    if data[:2] != b"\xff\xd8":
+        return False
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.mode in ("RGB", "L") and im.getexif().get(0x0112, 1) == 1
+    except Exception:  # PIL raises many types for bad data; the CPU path reports the file
+        return False
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+def decode_on_device(items: list[tuple[int, int, bool, torch.Tensor]], views: _Views,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of :class:`_Encoded` items as uint8 views and labels on ``device``: the JPEG
+    bytes decoded together (nvJPEG on a CUDA device), a file it cannot decode on the CPU."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from lenet2vit.data.decode import quiet_torchvision
+
+    encoded = [k for k, (_, _, is_bytes, _) in enumerate(items) if is_bytes]
+    images: dict[int, torch.Tensor] = {}
+    if encoded:
+        with quiet_torchvision():
+            try:
+                out = decode_jpeg([items[k][3] for k in encoded], mode=ImageReadMode.RGB, device=device)
+                images.update(zip(encoded, out))
+            except RuntimeError:  # one bad file fails the whole batch: decode them one by one
+                for k in encoded:
+                    try:
+                        images[k] = decode_jpeg(items[k][3], mode=ImageReadMode.RGB, device=device)
+                    except RuntimeError:
+                        pass
+    out_views, labels = [], []
+    for k, (index, epoch, is_bytes, data) in enumerate(items):
+        image = images.get(k)
+        if image is None:  # decoded by the worker, or bytes nvJPEG could not read: the CPU decoder
+            image, index = views._decode(index) if is_bytes else (data, index)
+        out_views.append(views.view(image.to(device, non_blocking=True), index, epoch))
+        labels.append(int(views.files.labels[index]))
+    return torch.stack(out_views), torch.tensor(labels, device=device)
 
 
 class _ShardedBatches:
@@ -191,6 +272,7 @@ class StreamLoader(BatchLoader):
         world_size: int = 1,
         paper_augment: PaperAugment | None = None,
         workers: int | None = None,
+        decode_device: str | torch.device | None = None,
     ) -> None:
         if int(batch_size) < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}; pass e.g. 256")
@@ -211,16 +293,29 @@ class StreamLoader(BatchLoader):
         self.workers = default_workers(world_size) if workers is None else int(workers)
         self._normalise_with(mean, std, files.channels, self.device)
         self._views = _Views(files, train=shuffle, flip=flip and shuffle, seed=self.seed)
+        # nvJPEG: the workers only read the files, the JPEGs of a batch are decoded together on the GPU
+        self.decode_device = None if decode_device is None else torch.device(decode_device)
         self.epoch = 0
 
-    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _views_of(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The uint8 views and labels of one pass, on the device."""
+        batches = _ShardedBatches(self, epoch)
+        if self.decode_device is not None:
+            loader = DataLoader(_Encoded(self._views), batch_sampler=batches, num_workers=self.workers,
+                                collate_fn=_as_list, persistent_workers=False)
+            for items in loader:
+                x, y = decode_on_device(items, self._views, self.decode_device)
+                yield x.to(self.device), y.to(self.device)
+            return
         pin = self.device.type == "cuda"
-        loader = DataLoader(self._views, batch_sampler=_ShardedBatches(self, epoch), num_workers=self.workers,
-                            pin_memory=pin, persistent_workers=False)
-        g = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, epoch) ^ 0x5EED)
+        loader = DataLoader(self._views, batch_sampler=batches, num_workers=self.workers, pin_memory=pin,
+                            persistent_workers=False)
         for x, y in loader:
-            x = x.to(self.device, non_blocking=pin)
-            y = y.to(self.device, non_blocking=pin)
+            yield x.to(self.device, non_blocking=pin), y.to(self.device, non_blocking=pin)
+
+    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, epoch) ^ 0x5EED)
+        for x, y in self._views_of(epoch):
             x = to_input(x, self._scale, self._shift, self.image_size)  # the one preprocessing
             if self.paper_augment is not None and self.shuffle:
                 x = paper_augment_batch(x, self.paper_augment, self._std, g)
@@ -232,7 +327,8 @@ class StreamLoader(BatchLoader):
 
     def __repr__(self) -> str:
         return (f"StreamLoader(num_samples={self.num_samples}, batch_size={self.batch_size}, batches={len(self)}, "
-                f"shuffle={self.shuffle}, workers={self.workers}, device={self.device})")
+                f"shuffle={self.shuffle}, workers={self.workers}, device={self.device}"
+                + (f", decode_device={self.decode_device}" if self.decode_device is not None else "") + ")")
 
 
 def default_workers(world_size: int = 1) -> int:

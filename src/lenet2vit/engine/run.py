@@ -74,6 +74,8 @@ def prepare_data(dataset: str, data_dir, cfg: TrainConfig, *, download: bool = F
                 log(_stream_views(cfg))
         if mode == "stream":
             return files
+    if cfg.gpu_decode and log is not None:
+        log("note: --gpu-decode applies to streamed folders; this data is decoded once, into memory")
     return load_train_val_test(
         dataset, data_dir, val_fraction=cfg.val_fraction, seed=SPLIT_SEED, download=download, strict=strict,
         limit=cfg.limit, progress=progress,
@@ -85,7 +87,8 @@ def _stream_views(cfg: TrainConfig) -> str:
     in-memory crop schedules (a preset's padding crop is for small stored squares)."""
     replaced = [f"{name} {getattr(cfg, name)}" for name in ("crop_padding", "alternate_flip") if getattr(cfg, name)]
     return ("train views: RandomResizedCrop (scale 0.08-1)" + (" + flip" if cfg.flip else "")
-            + (f", in place of {' and '.join(replaced)} (in-memory sets only)" if replaced else ""))
+            + (f", in place of {' and '.join(replaced)} (in-memory sets only)" if replaced else "")
+            + ("; JPEGs decoded on the GPU (nvJPEG)" if cfg.gpu_decode else ""))
 
 
 def _is_streamed(data) -> bool:
@@ -109,11 +112,17 @@ def make_loader(arrays, cfg: TrainConfig, *, train: bool, device, mean, std, cha
             eigvecs=tuple(map(tuple, pca["eigvecs"])) if pca else None,
         )
     if _is_streamed(arrays):
+        decode_device = None
+        if cfg.gpu_decode:
+            decode_device = torch.device(device)
+            if decode_device.type != "cuda":
+                raise ConfigError(f"--gpu-decode decodes with nvJPEG on a CUDA device, and this run's device is "
+                                  f"{decode_device}; drop --gpu-decode or pass --device cuda")
         return StreamLoader(
             arrays, cfg.batch_size if train else cfg.eval_batch_size, shuffle=train,
             seed=cfg.seed if seed is None else seed, device=device, mean=mean, std=std, flip=train and cfg.flip,
             drop_last=train, channels_last=channels_last, image_size=input_size, rank=rank, world_size=world,
-            paper_augment=paper, workers=cfg.workers,
+            paper_augment=paper, workers=cfg.workers, decode_device=decode_device,
         )
     aug = (Augment(crop_padding=cfg.crop_padding, flip=cfg.flip, alternate_flip=cfg.alternate_flip)
            if train and (cfg.crop_padding or cfg.flip) else None)
@@ -486,9 +495,12 @@ def evaluate_run(
                                       limit=ds.get("limit"))[("train", "val", "test").index(split)]
         if len(arrays) == 0:
             raise RunError(f"{run_dir} has no {split} split to evaluate")
-    elif split == "val":  # the run's own held-out images: the same fraction, subset and seed as in training
+    elif split == "val" or (split == "test" and ds.get("limit") and dataset == ds["name"]):
+        # the run's own held-out images, and a --limit run's own test subset: the same fraction,
+        # subset and seed as in training, so eval reproduces the run's figures
         arrays = load_train_val_test(dataset, data_dir, val_fraction=ds.get("val_fraction", 0.1),
-                                     seed=ds.get("split_seed", SPLIT_SEED), limit=ds.get("limit"), progress=progress)[1]
+                                     seed=ds.get("split_seed", SPLIT_SEED), limit=ds.get("limit"),
+                                     progress=progress)[("train", "val", "test").index(split)]
         if len(arrays) == 0:
             raise RunError(f"{run_dir} was trained without a validation split (val_fraction 0); evaluate train or test")
     else:

@@ -59,7 +59,7 @@ MODEL_KEYS = ("model", "model_kwargs", "num_classes", "in_chans", "input_size", 
 
 # Settings that change how fast a run goes, not what it computes: a run may resume with others.
 NOT_PROTOCOL = frozenset({"device", "compile", "eval_batch_size", "nonfinite", "deterministic", "workers",
-                          "logger"})
+                          "gpu_decode", "logger"})
 # Fields of config.json that describe a run without defining it: never a reason to refuse a resume.
 DESCRIPTIONS = frozenset({"dataset.roles"})
 
