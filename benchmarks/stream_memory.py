@@ -10,8 +10,8 @@ folder grows; beside it the memory path's need (the decoded uint8 set) grows wit
 folders up to ``--memory-path-max`` images the memory path's real peak is measured too.
 
 The baseline, measured in the same run on the smallest folder: torchvision's ``ImageFolder`` +
-``DataLoader`` with the same crop, flip, workers and batch (``PILToTensor``), the usual
-reference loop. The ratio stream / reference is the figure to read.
+``DataLoader`` with the same crop, flip, workers and batch, then ``ToTensor`` + ``Normalize``
+in the workers: the usual reference loop, giving the normalised float batches StreamLoader gives. The ratio stream / reference is the figure to read.
 
     python benchmarks/stream_memory.py --out runs/bench/stream_memory.json
     python benchmarks/stream_memory.py --sizes 2000,8000 --workers 2
@@ -88,7 +88,9 @@ if args["loop"] == "stream":
 elif args["loop"] == "reference":
     import torchvision.transforms as T
     from torchvision.datasets import ImageFolder
-    tf = T.Compose([T.RandomResizedCrop(args["crop"]), T.RandomHorizontalFlip(), T.PILToTensor()])
+    # the usual loop: normalised float batches, as StreamLoader delivers them
+    tf = T.Compose([T.RandomResizedCrop(args["crop"]), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     data = ImageFolder(str(__import__("pathlib").Path(args["folder"]) / "train"), transform=tf)
     loader = torch.utils.data.DataLoader(data, args["batch"], shuffle=True, num_workers=args["workers"],
                                          drop_last=True)

@@ -245,3 +245,22 @@ def test_nvjpeg_batches_match_the_cpu_decoder(photos):
     gpu = torch.cat([x for x, _ in StreamLoader(files, 7, decode_device="cuda", **kw)])
     assert gpu.device.type == "cuda" and gpu.shape == cpu.shape
     assert (gpu - cpu).abs().mean().item() < 4 / 255 / 0.5  # a few grey levels on average
+
+
+def test_channel_statistics_of_a_streamed_split_never_hold_the_sample(photos, monkeypatch):
+    """The run's mean and std of a streamed split are summed batch by batch (a sample of 2,048
+    images at 224 px would otherwise take gigabytes per rank) and equal those of the whole sample."""
+    from lenet2vit.data import channel_stats
+    from lenet2vit.engine.config import PRESETS
+    from lenet2vit.engine.run import _normalisation
+
+    files = index_train_val_test("folder", photos, image_size=40, val_fraction=0.0)[0]
+    whole = channel_stats(files.sample(20, seed=1))
+    assert channel_stats(files.sample_batches(20, seed=1, batch=3)) == whole
+    sizes = []
+    real = stream_mod.ImageFiles.sample_batches
+    monkeypatch.setattr(stream_mod.ImageFiles, "sample_batches",
+                        lambda self, *a, **k: (sizes.append(len(b)) or b for b in real(self, *a, **k)))
+    mean, std = _normalisation(PRESETS["fast"], files)
+    assert sizes and max(sizes) <= 64 and sum(sizes) == len(files)
+    assert (mean, std) == channel_stats(files.sample())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -148,22 +149,30 @@ def train_val_split(
     return arrays.subset(keep), val
 
 
-def channel_stats(arrays: ImageArrays) -> tuple[list[float], list[float]]:
+def channel_stats(arrays: "ImageArrays | Iterable[ImageArrays]") -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of the images, on the [0, 1] scale.
 
-    Computed exactly with integer sums in chunks (no float copy of the whole set), as the
-    population std over all pixels; use them as `mean`/`std` for DeviceLoader.
+    Computed exactly with integer sums in chunks of about 16M values (no float copy of the
+    whole set), as the population std over all pixels; use them as `mean`/`std` for
+    DeviceLoader. ``arrays`` may also be an iterable of ImageArrays (a streamed sample, one
+    batch at a time), whose sums are taken together.
     """
-    if len(arrays) == 0:
+    parts = [arrays] if isinstance(arrays, ImageArrays) else arrays
+    s = ss = None
+    count = 0
+    for part in parts:
+        if len(part) == 0:
+            continue
+        c, h, w = part.images.shape[1:]
+        if s is None:
+            s, ss = torch.zeros(c, dtype=torch.int64), torch.zeros(c, dtype=torch.int64)
+        for chunk in part.images.split(max(1, 2**24 // (c * h * w))):
+            chunk = chunk.cpu().to(torch.int32)
+            s += chunk.sum(dim=(0, 2, 3), dtype=torch.int64)
+            ss += (chunk * chunk).sum(dim=(0, 2, 3), dtype=torch.int64)
+        count += part.images[:, 0].numel()
+    if s is None:
         raise DataError("cannot compute channel statistics of an empty data set; load some images first")
-    c = arrays.channels
-    s = torch.zeros(c, dtype=torch.int64)
-    ss = torch.zeros(c, dtype=torch.int64)
-    for chunk in arrays.images.split(2048):
-        chunk = chunk.cpu().to(torch.int32)
-        s += chunk.sum(dim=(0, 2, 3), dtype=torch.int64)
-        ss += (chunk * chunk).sum(dim=(0, 2, 3), dtype=torch.int64)
-    count = arrays.images[:, 0].numel()
     mean = s.double() / count / 255.0
     var = (ss.double() / count / 255.0**2 - mean * mean).clamp_min(0.0)
     return mean.tolist(), var.sqrt().tolist()

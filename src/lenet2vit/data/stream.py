@@ -89,11 +89,20 @@ class ImageFiles:
     def sample(self, n: int = SAMPLE_FOR_STATS, seed: int = 0) -> ImageArrays:
         """A seeded, class-balanced sample of at most ``n`` images, decoded as the eval views (for
         statistics such as the channel mean and std, which a streamed split cannot sum over)."""
+        parts = list(self.sample_batches(n, seed))
+        if not parts:
+            raise DataError(f"no images to sample under {self.root}")
+        return ImageArrays(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]),
+                           list(self.classes), origin=parts[0].origin)
+
+    def sample_batches(self, n: int = SAMPLE_FOR_STATS, seed: int = 0, batch: int = 64) -> Iterator[ImageArrays]:
+        """:meth:`sample`, ``batch`` images at a time: statistics over it never hold the sample."""
         idx = balanced_subset(self.labels, n, seed)
         views = _Views(self, train=False, flip=False, seed=seed)
-        images = [views[(int(i), 0)][0] for i in idx.tolist()]
-        return ImageArrays(torch.stack(images), self.labels[idx].clone(), list(self.classes),
-                           origin=f"a sample of {len(idx)} of {self.origin}")
+        origin = f"a sample of {len(idx)} of {self.origin}"
+        for part in idx.split(batch):
+            images = [views[(int(i), 0)][0] for i in part.tolist()]
+            yield ImageArrays(torch.stack(images), self.labels[part].clone(), list(self.classes), origin=origin)
 
 
 def _sample_seed(seed: int, epoch: int, index: int) -> int:

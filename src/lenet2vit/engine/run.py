@@ -366,7 +366,7 @@ def _normalisation(cfg: TrainConfig, train) -> tuple[list[float], list[float]]:
         from lenet2vit.data import channel_stats
 
         # a streamed split is estimated on a seeded sample of its images
-        mean, std = channel_stats(train.sample() if _is_streamed(train) else train)
+        mean, std = channel_stats(train.sample_batches() if _is_streamed(train) else train)
     else:
         mean, std = list(cfg.mean), list(cfg.std)
     if len(mean) != train.channels:  # e.g. grey digits with a 3-channel preset
