@@ -92,6 +92,7 @@ def train_and_sample(folder: Path, args, out: Path) -> dict:
     return {"command": " ".join(cmd[1:]), "wall_seconds": wall, "peak_tree_pss_mb": peak_pss / 1024,
             "peak_process_rss_mb": peak_rss / 1024, "processes": processes, "mode": cfg["dataset"].get("mode"),
             "train_images": cfg["dataset"].get("train"), "val_images": cfg["dataset"].get("val"),
+            "test_images": cfg["dataset"].get("test"), "stored_size": cfg["dataset"].get("image_size"),
             "train_images_per_s": res.get("train_images_per_s"), "test_top1": res.get("test_top1"),
             "log_tail": log.splitlines()[-6:]}
 
@@ -111,15 +112,17 @@ def run(args) -> dict:
         for n in sizes:
             folder = make_folder(root, n, args.width, args.height, 2, val=n // 10, vary=True)
             row = train_and_sample(folder, args, Path(tmp) / f"run-{n}")
-            # what the memory path would decode into one uint8 tensor per process (train + val)
-            row["memory_path_need_mb"] = (n + n // 10) * 3 * args.input_size**2 / 2**20 * args.nproc
+            # what the memory path would decode into uint8 tensors in every process: all three splits at
+            # the stored size (224 px for photos of varied size, as the streamed run records it)
+            stored = row["stored_size"] or args.input_size
+            row["memory_path_need_mb"] = (n + n // 10) * 3 * stored**2 / 2**20 * args.nproc
             out["folders"][n] = row
             if row["mode"] != "stream":
                 raise RuntimeError(f"the run took the {row['mode']} path, not the stream path")
             figure(f"{n} + {n // 10} images: peak memory, all {row['processes']} processes (PSS)",
                    row["peak_tree_pss_mb"], "MB")
             figure(f"{n} + {n // 10} images: peak RSS, largest process", row["peak_process_rss_mb"], "MB")
-            figure(f"{n} + {n // 10} images: the memory path's decoded sets ({args.nproc} ranks)",
+            figure(f"{n} + {n // 10} images: the memory path's decoded sets ({args.nproc} ranks, {stored} px)",
                    row["memory_path_need_mb"], "MB")
             figure(f"{n} + {n // 10} images: training images/s ({args.nproc} processes)",
                    row["train_images_per_s"] or 0.0, "img/s")
