@@ -279,7 +279,9 @@ def _bench_provenance(res: dict, script: str) -> str:
     env = res.get("machine") or {}
     load = env.get("load_average") or [None]
     busy = f", load average {load[0]:.1f} at the start" if load[0] is not None else ""
-    return (f"`python {env.get('command') or 'benchmarks/' + script}` at commit {commit({'environment': env}, {})}; "
+    command = env.get("command") or script
+    command = command if command.startswith("benchmarks/") else "benchmarks/" + command
+    return (f"`python {command}` at commit {commit({'environment': env}, {})}; "
             f"{env.get('cpu', '?')}, {env.get('logical_cpus', '?')} logical CPUs{busy}, torch {env.get('torch', '?')}")
 
 
