@@ -172,10 +172,10 @@ class _Encoded(Dataset):
             data = self.views.files.read(index)
             if _gpu_decodable(data):
                 return index, epoch, True, torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        except OSError:
-            pass
-        image, index = self.views._decode(index)
-        return index, epoch, False, image
+            return index, epoch, False, decode_image_bytes(data)  # the bytes at hand, not read twice
+        except (OSError, ValueError):
+            image, index = self.views._decode(index)  # the neighbour rule, said once
+            return index, epoch, False, image
 
 
 def _gpu_decodable(data: bytes) -> bool:
@@ -192,10 +192,6 @@ def _gpu_decodable(data: bytes) -> bool:
             return im.mode in ("RGB", "L") and im.getexif().get(0x0112, 1) == 1
     except Exception:  # PIL raises many types for bad data; the CPU path reports the file
         return False
-
-
-def _as_list(batch: list) -> list:
-    return batch
 
 
 def decode_on_device(items: list[tuple[int, int, bool, torch.Tensor]], views: _Views,
@@ -311,7 +307,7 @@ class StreamLoader(BatchLoader):
         batches = _ShardedBatches(self, epoch)
         if self.decode_device is not None:
             loader = DataLoader(_Encoded(self._views), batch_sampler=batches, num_workers=self.workers,
-                                collate_fn=_as_list, persistent_workers=False)
+                                collate_fn=list, persistent_workers=False)
             for items in loader:
                 x, y = decode_on_device(items, self._views, self.decode_device)
                 yield x.to(self.device), y.to(self.device)
