@@ -88,3 +88,19 @@ def test_every_parameter_gets_a_gradient(name):
     assert not missing, f"{name}: no (finite) gradient for {missing[:5]}"
     zero = [n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() == 0]
     assert len(zero) < max(1, len(list(model.parameters())) // 10), f"{name}: all-zero gradients for {zero[:5]}"
+
+
+@pytest.mark.parametrize("name", ["alexnet_cifar", "zfnet_cifar", "vgg11_cifar", "vgg16_cifar", "vgg19_bn_cifar"])
+def test_cifar_forms_start_with_the_signal_at_the_scale_of_the_input(name):
+    # He's fan-in init: the features reaching the classifier keep the input's scale (PyTorch's
+    # default and torchvision's N(0, 0.01) took them to 0.0001-0.009 of it, and SGD sat at chance)
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10).eval()
+    with torch.no_grad():
+        x = torch.randn(16, 3, 32, 32)
+        features = model.forward_head(model.forward_features(x), pre_logits=True)
+        logits = model(x)
+    assert 0.3 < features.std() < 10, float(features.std())
+    assert logits.std() < 5  # the last layer keeps N(0, 0.01): no confident start
+    last = model.get_classifier()
+    assert float(last.weight.std()) == pytest.approx(0.01, rel=0.1) and not last.bias.any()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn as nn
@@ -293,3 +295,21 @@ def test_a_batch_larger_than_the_data_allows_shrinks_with_the_lr():
     assert adam.lr == pytest.approx(1e-3 * (25 / 256) ** 0.5)  # square-root scaling for Adam
     assert fast.fit_to_data(3)[0].batch_size == 1
     assert fast.fit_to_data(50 * 256) == (fast, None)  # from 12,800 images on, the preset's own batch
+
+
+def test_fast_clips_the_gradients_of_networks_without_normalisation_only():
+    from lenet2vit.registry import create_model
+
+    fast = get_preset("fast")
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.LocalResponseNorm(5), nn.Flatten(), nn.LazyLinear(10))
+    clipped, why = fast.fit_to_model(plain)  # LRN rescales nothing the way BN does: still plain
+    assert clipped.grad_clip == 2.0 and "gradient norm clipped at 2" in why
+    assert dataclasses.replace(clipped, grad_clip=None) == fast  # nothing else changes
+    for norm in (nn.BatchNorm2d(8), nn.GroupNorm(2, 8), nn.LayerNorm(8)):
+        assert fast.fit_to_model(nn.Sequential(nn.Conv2d(3, 8, 3), norm)) == (fast, None)
+    assert fast.replace(grad_clip=5.0).fit_to_model(plain) == (fast.replace(grad_clip=5.0), None)  # an explicit clip wins
+    assert get_preset("quick").fit_to_model(plain) == (get_preset("quick"), None)  # AdamW: no rule
+    assert fast.fit_to_model(create_model("alexnet_cifar"))[0].grad_clip == 2.0
+    assert fast.fit_to_model(create_model("resnet20"))[1] is None
+    with pytest.raises(ConfigError, match="plain_grad_clip must be > 0"):
+        TrainConfig(plain_grad_clip=0.0)

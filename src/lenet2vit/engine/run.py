@@ -263,6 +263,9 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
     kwargs = _model_kwargs(name, cfg, training=True)
     _check_model_input(name, size, train, kwargs)
     net = _build_training_model(name, train, kwargs, cfg, pretrained, weights_source, init_from, log)
+    cfg, fitted = cfg.fit_to_model(net)
+    if fitted:
+        log(f"protocol: {fitted}")
     channels_last = use_channels_last(cfg.channels_last, net)
     net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     mean, std = _normalisation(cfg, train)
