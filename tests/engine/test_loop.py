@@ -311,5 +311,6 @@ def test_fast_clips_the_gradients_of_networks_without_normalisation_only():
     assert get_preset("quick").fit_to_model(plain) == (get_preset("quick"), None)  # AdamW: no rule
     assert fast.fit_to_model(create_model("alexnet_cifar"))[0].grad_clip == 2.0
     assert fast.fit_to_model(create_model("resnet20"))[1] is None
-    with pytest.raises(ConfigError, match="plain_grad_clip must be > 0"):
-        TrainConfig(plain_grad_clip=0.0)
+    assert fast.replace(plain_grad_clip=0.0).fit_to_model(plain)[1] is None  # 0: off
+    with pytest.raises(ConfigError, match="plain_grad_clip must be >= 0"):
+        TrainConfig(plain_grad_clip=-1.0)

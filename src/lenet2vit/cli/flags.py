@@ -107,7 +107,7 @@ HELP = {
     "eval_batch_size": "evaluation batch",
     "grad_clip": "clip the gradient norm at this value",
     "plain_grad_clip": "clip the gradient norm at this value in networks without batch/layer/group norm "
-                       "(where --grad-clip is unset; fast: 2)",
+                       "(where --grad-clip is unset; fast: 2; 0: off)",
     "ema": "evaluate an exponential moving average of the weights with this decay per step, e.g. 0.999 (0: off)",
     "aux_weight": "GoogLeNet: weight of each auxiliary loss",
     "crop_padding": "random-crop padding in pixels (0: off)",
