@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["LocalResponseNorm", "ConvNormAct", "SqueezeExcite", "DropPath", "make_divisible"]
+__all__ = ["LocalResponseNorm", "ConvNormAct", "SqueezeExcite", "DropPath", "make_divisible", "he_init_"]
 
 
 class LocalResponseNorm(nn.Module):
@@ -114,3 +114,16 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
     if new_v < 0.9 * v:
         new_v += divisor
     return new_v
+
+
+def he_init_(model: nn.Module) -> None:
+    """He et al. 2015's fan-in init for a ReLU network without normalisation, in place: every
+    conv and linear layer but the last ~ N(0, 2 / fan_in), the last ~ N(0, 0.01) so the logits
+    start small; biases zero. It keeps the activations' scale from layer to layer."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for m in layers[:-1]:
+        nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+    nn.init.normal_(layers[-1].weight, 0.0, 0.01)
+    for m in layers:
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)

@@ -17,7 +17,7 @@ so a 32x32 image keeps its detail: conv1 at stride 1 with a 5x5 (AlexNet) or 3x3
 kernel, conv2 at stride 1, the three 3x3/2 max-pools kept. A 32x32 image then gives maps of
 32 -> 15 -> 7 -> 3, so all three CIFAR forms end in a 3x3x256 map (2,304 features) and differ
 only in the layers the papers changed. ``alexnet_cifar`` and ``zfnet_cifar`` start from He's
-fan-in initialisation (``AlexNet._init_he`` says why): they are for training from scratch on
+fan-in initialisation (``AlexNet.__init__`` says why): they are for training from scratch on
 small images, where the ImageNet forms' init left SGD at chance. ``alexnet_paper_cifar``
 keeps the paper's init, biases of 1 included.
 
@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn as nn
 
-from lenet2vit.layers import LocalResponseNorm
+from lenet2vit.layers import LocalResponseNorm, he_init_
 from lenet2vit.registry import TORCHVISION, Count, family
 
 __all__ = [
@@ -218,7 +218,12 @@ class AlexNet(nn.Module):
         if spec.init_std is not None:
             self._init_paper()
         elif spec.he_init:
-            self._init_he()
+            # The CIFAR forms train from scratch on short recipes. PyTorch's default init scales
+            # each ReLU layer's output by about 0.4: on N(0, 1) images alexnet_cifar's 4096
+            # features began with a std of 0.009 (zfnet_cifar's, under N(0, 0.01), 0.0001), and
+            # under SGD the net sat at the uniform prediction (loss 2.303) through 2 epochs of
+            # `fast` on the digits. He's fan-in init keeps the scale (std 3.1 and 1.1).
+            he_init_(self)
 
     def _init_paper(self) -> None:
         convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
@@ -229,19 +234,6 @@ class AlexNet(nn.Module):
         for fc in fcs:
             nn.init.normal_(fc.weight, 0.0, self.spec.init_std)
             nn.init.constant_(fc.bias, self.spec.fc_bias if fc is not fcs[-1] else 0.0)
-
-    def _init_he(self) -> None:
-        # The CIFAR forms train from scratch on short recipes. PyTorch's default init scales each
-        # ReLU layer's output by about 0.4: on N(0, 1) images alexnet_cifar's 4096 features began
-        # with a std of 0.009 (zfnet_cifar's, under N(0, 0.01), 0.0001), and under SGD the net sat
-        # at the uniform prediction (loss 2.303) through 2 epochs of `fast` on the digits.
-        # He's fan-in init keeps the scale (std 3.1 and 1.1).
-        layers = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-        for m in layers[:-1]:
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
-        nn.init.normal_(layers[-1].weight, 0.0, 0.01)  # small logits at the start
-        nn.init.zeros_(layers[-1].bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, 256, 6, 6) at the paper's input, (B, 256, 3, 3) for CIFAR forms

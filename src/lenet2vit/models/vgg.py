@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, Union
 import torch
 import torch.nn as nn
 
-from lenet2vit.layers import LocalResponseNorm
+from lenet2vit.layers import LocalResponseNorm, he_init_
 from lenet2vit.registry import TORCHVISION, Count, family
 
 __all__ = [
@@ -148,8 +148,7 @@ class VGG(nn.Module):
             # widening: on N(0, 1) images plain VGG-11's hidden features began with a std of
             # 0.003 (He: 1.8), and it sat at loss 2.303 through 2 epochs on the digits, under SGD
             # and AdamW alike. The last layer keeps N(0, 0.01), so the logits start small.
-            for m in [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][:-1]:
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            he_init_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, 512, H/32, W/32)
