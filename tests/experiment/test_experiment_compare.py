@@ -252,6 +252,10 @@ def test_interrupted_study_resumes_without_redoing_finished_rows(tiny_models, da
     assert {p.name: p.stat().st_mtime_ns for p in first.iterdir()} == stamp
     assert sorted(r["model"] for r in rows) == MODELS
     assert all(len(r["history"]) == 2 for r in rows)
+    # Only a process that got to the end records its wall time, naming the jobs it ran itself.
+    (inv,) = json.loads((out / "protocol.json").read_text())["invocations"]
+    assert inv["trained"] == [f"{MODELS[1]}/seed0"]
+    assert 0 < inv["wall_seconds"] < 600 and inv["started"] <= inv["finished"]
 
 
 def test_on_row_exception_keeps_the_rows_already_stored(tiny_models, data, tmp_path):

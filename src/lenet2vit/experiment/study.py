@@ -13,6 +13,7 @@ import datetime as _dt
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,7 +36,7 @@ from lenet2vit.experiment.store import (
     write_protocol,
 )
 from lenet2vit.registry import CIFAR_SUFFIX, model_info
-from lenet2vit.runtime import environment, resolve_device
+from lenet2vit.runtime import LoadMeter, environment, git_state, resolve_device
 from lenet2vit.weights import is_published
 
 __all__ = ["Study", "STUDIES", "compare", "resolve_study", "parse_shard", "parse_seeds", "jobs_for", "find_pretrained"]
@@ -259,6 +260,22 @@ def _update_protocol(store: ResultStore, protocol: dict, study: dict, env: dict)
         write_protocol(store.out, doc)
 
 
+def _record_invocation(store: ResultStore, started: str, seconds: float, trained: list[tuple[str, int]],
+                       other_load: float | None) -> None:
+    """Append this process's wall time to ``protocol.json``'s ``invocations``: what a user waited for.
+
+    From the start of the study (data loading included) to the report written; ``trained`` names
+    the (model, seed) jobs this process ran, so a resumed study's time is not read as the whole.
+    """
+    with store.locked():
+        doc = read_protocol(store.out) or {}
+        doc.setdefault("invocations", []).append({
+            "started": started, "finished": _now(), "wall_seconds": round(seconds, 1),
+            "trained": [f"{m}/seed{s}" for m, s in trained], "other_load": other_load, **git_state(),
+        })
+        write_protocol(store.out, doc)
+
+
 # ----------------------------------------------------------------------------- one job
 
 
@@ -401,6 +418,7 @@ def compare(
 def _compare_locked(models, study, seed_list, shard, cfg, dataset, data_dir, out, pretrained, input_size, download,
                     strict, data, report, progress, log, on_row) -> list[dict]:
     store = ResultStore(out)
+    started, t0, load = _now(), time.monotonic(), LoadMeter()
     # Refuse a changed training protocol before spending time on the data.
     early = {"train": _train_protocol(cfg), "form": cfg.form, "input_size": input_size or "auto",
              "pretrained": bool(pretrained), "data": {"dataset": dataset}}
@@ -456,5 +474,6 @@ def _compare_locked(models, study, seed_list, shard, cfg, dataset, data_dir, out
 
         page = build_report([out], log=log)
         where += f", plots/; open {page} in a browser"
+    _record_invocation(store, started, time.monotonic() - t0, todo, load.read())
     log(where)
     return rows
