@@ -1,7 +1,7 @@
 """Raw results in, docs/results.md out: every figure of that page is generated here.
 
     python scripts/results.py collect RUN_OR_STUDY results/EXPERIMENT/NAME   # copy a finished run's raw files
-    python scripts/results.py doc                                          # rewrite docs/results.md
+    python scripts/results.py doc                                          # rewrite docs/results.md (+ README)
 
 ``collect`` copies what a result is made of (config.json, results.json, log.jsonl, a study's
 protocol.json, and ``eval-*.json`` written by ``lenet2vit eval --json``), never weights. ``doc``
@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 DOC = ROOT / "docs" / "results.md"
+README = ROOT / "README.md"
+MAIN_JOB = ("<!-- main-job: written by `python scripts/results.py doc` from results/main-job -->", "<!-- /main-job -->")
 RAW = ("config.json", "results.json", "log.jsonl", "protocol.json")
 sys.path.insert(0, str(ROOT / "src"))
 from lenet2vit.engine.config import get_preset  # noqa: E402
@@ -333,20 +335,93 @@ def scale_section() -> str:
     return "\n".join(out)
 
 
+def _main_job():
+    """The main job's study folder: (protocol, its runs in job order, the invocation that trained them all)."""
+    folder = RESULTS / "main-job"
+    if not (folder / "protocol.json").exists():
+        return None
+    proto = _json(folder / "protocol.json")
+    runs = [folder / "runs" / m / "seed0" for m in proto["study"]["models"]]
+    whole = [i for i in proto.get("invocations", []) if len(i["trained"]) == len(runs)]
+    return (proto, runs, whole[-1]) if whole and all((r / "results.json").exists() for r in runs) else None
+
+
+def _minutes(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+def _main_job_machine(run: Path) -> str:
+    cfg, res = _json(run / "config.json"), _json(run / "results.json")
+    env = cfg.get("environment") or {}
+    return (f"{env.get('logical_cpus', '?')}-core {env.get('cpu') or '?'} ({res.get('amp') or 'float32'} autocast), "
+            f"torch {env.get('torch', '?')}")
+
+
+def main_job_readme() -> str:
+    """The README's sentence on how long the main job takes, between the MAIN_JOB markers."""
+    job = _main_job()
+    if job is None:
+        return "Its time has not been measured yet (`results/main-job`)."
+    proto, runs, inv = job
+    slow = max(runs, key=lambda r: _json(r / "results.json")["train_seconds"])
+    slow_s = _json(slow / "results.json")["train_seconds"]
+    return (f"It took {_minutes(inv['wall_seconds'])} on a {_main_job_machine(runs[0])}, "
+            f"{_minutes(slow_s)} of it for the slowest, `{slow.parent.name}` "
+            f"(every model's time: [docs/results.md](docs/results.md#the-main-job-one-model-of-every-family)).")
+
+
+def main_job_section() -> str:
+    out = ["## The main job: one model of every family", ""]
+    job = _main_job()
+    if job is None:
+        return "\n".join(out + ["Not measured yet.", ""])
+    proto, runs, inv = job
+    rows = []
+    for run in runs:
+        res = _json(run / "results.json")
+        rows.append([f"`{res['model']}`", pct(res["best_val_top1"]), pct(res["test_top1"]),
+                     f"{res['train_seconds']:.1f}", f"{res['train_images_per_s']:.0f}"])
+    data = proto["protocol"]["data"]
+    env = (_json(runs[0] / "config.json").get("environment") or {})
+    load = inv.get("other_load")
+    out += [f"`{env.get('command', 'lenet2vit compare')}` with no arguments: preset `{proto['study']['train_preset']}`, "
+            f"{data['sizes']['train']} training, {data['sizes']['val']} validation and {data['sizes']['test']} test "
+            f"images of `{data['dataset']}` (scikit-learn's bundled digits, upscaled to {data['image_size']} px), "
+            "one seed. These accuracies are on the digits, not CIFAR-10: the job shows that every family trains, "
+            "not how well.", "",
+            table(["model", "best val top-1 %", "test top-1 %", "train s", "train img/s"], rows), "",
+            f"Wall time, from the start of the study to report.html written (protocol.json's `invocations`): "
+            f"**{_minutes(inv['wall_seconds'])}**" + (" (loaded)" if load is not None and load > LOADED_CPUS else "")
+            + f", at commit {inv.get('git_commit') or '?'}" + (" (+ local changes)" if inv.get("git_dirty") else "")
+            + f"; {_main_job_machine(runs[0])}, other processes' load {load if load is not None else '?'} CPUs.", ""]
+    return "\n".join(out)
+
+
+def render_readme(text: str) -> str:
+    """``text`` (the README) with the main job's sentence regenerated between the MAIN_JOB markers."""
+    start, end = MAIN_JOB
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise SystemExit(f"error: README.md lacks the markers {start} ... {end}")
+    return text[: i + len(start)] + "\n" + main_job_readme() + "\n" + text[j:]
+
+
 def render() -> str:
     """The text of docs/results.md, from results/."""
     head = ["# Measured results", "",
             "Generated by `python scripts/results.py doc` from the raw results in `results/` (each run's",
-            "`config.json`, `results.json` and per-epoch `log.jsonl`; weights are never committed). All",
-            "accuracies are on the original CIFAR-10 pixels (the lossless PNG copy). A timing marked",
+            "`config.json`, `results.json` and per-epoch `log.jsonl`; weights are never committed). Every",
+            "CIFAR-10 accuracy is on the original pixels (the lossless PNG copy). A timing marked",
             f"\"(loaded)\" was taken while other processes kept more than {LOADED_CPUS} of a CPU busy during",
             "at least one epoch; its accuracy is unaffected, its speed is not comparable.", ""]
-    return "\n".join(head + [fast_section(), proxy_section(), seed_section(), scale_section()]).rstrip() + "\n"
+    return "\n".join(head + [fast_section(), proxy_section(), seed_section(), main_job_section(), scale_section()]).rstrip() + "\n"
 
 
 def write_doc() -> str:
     text = render()
     DOC.write_text(text)
+    README.write_text(render_readme(README.read_text()))
     return text
 
 
@@ -356,14 +431,14 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("collect", help="copy a finished run's or study's raw result files into results/")
     c.add_argument("src", type=Path)
     c.add_argument("dest", type=Path)
-    sub.add_parser("doc", help="rewrite docs/results.md from results/")
+    sub.add_parser("doc", help="rewrite docs/results.md (and the README's main-job sentence) from results/")
     args = p.parse_args(argv)
     if args.cmd == "collect":
         for path in collect(args.src, args.dest):
             print(f"copied {path}")
     else:
         write_doc()
-        print(f"wrote {DOC}")
+        print(f"wrote {DOC} and the main job's sentence in {README}")
     return 0
 
 

@@ -42,3 +42,12 @@ def test_collect_copies_results_and_never_weights(tmp_path):
     copied = _script().collect(run, tmp_path / "out")
     assert sorted(p.name for p in copied) == ["config.json", "eval-tta-none.json", "log.jsonl", "results.json"]
     assert not list((tmp_path / "out").glob("*.safetensors"))
+
+
+def test_readme_main_job_sentence_is_generated_from_the_committed_study():
+    mod = _script()
+    readme = (ROOT / "README.md").read_text()
+    assert readme == mod.render_readme(readme), "README.md's main-job sentence is stale: run `python scripts/results.py doc`"
+    _, runs, inv = mod._main_job()
+    assert len(inv["trained"]) == len(runs) == 9  # one model of every family, all trained by the timed invocation
+    assert mod._minutes(inv["wall_seconds"]) in readme
