@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -235,8 +236,20 @@ def seed_section() -> str:
     # The code is the commit each study process started with (protocol.json has one environment per start).
     envs = _json(folder / "protocol.json").get("environments", []) if (folder / "protocol.json").exists() else []
     commits = sorted({(e.get("git_commit") or "?") + (" (+ local changes)" if e.get("git_dirty") else "") for e in envs})
+    stuck = []  # runs that never left chance: the study's figure needed its ImageNet weights
+    for run in runs:
+        cfg, res = _json(run / "config.json"), _json(run / "results.json")
+        chance = 1 / cfg["num_classes"]
+        if max(h["val_top1"] for h in res["history"]) < chance + 0.01:
+            stuck.append(f"`{cfg['model']}` never left chance: validation top-1 at most "
+                         f"{pct(max(h['val_top1'] for h in res['history']))}% in all {len(res['history'])} epochs, "
+                         f"the training loss ending at {res['history'][-1]['train_loss']:.4f} (ln {cfg['num_classes']} = "
+                         f"{math.log(cfg['num_classes']):.4f}). Without normalisation and from random weights, "
+                         "Adam at 1e-3 leaves it at chance; the study started it from "
+                         "ImageNet weights.")
     out += [table(["model", "input", "best val top-1 %", "test top-1 %", "the study's test %", "start",
                    "train minutes", "train img/s"], rows), "",
+            *[f"- {line}" for line in stuck], *([""] if stuck else []),
             "Command" + ("s" if len(commands) > 1 else "") + ": " + ", ".join(f"`{c}`" for c in commands)
             + (f", run at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}" if commits else ""), "",
             *provenance, ""]
