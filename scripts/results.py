@@ -78,7 +78,7 @@ def loaded(res: dict) -> bool:
 
 def machine(cfg: dict, res: dict) -> str:
     env = cfg.get("environment") or res.get("environment") or {}  # as the run started
-    cpu = env.get("cpu") or env.get("processor") or "?"
+    cpu = (env.get("cpu") or env.get("processor") or "?") + (f" ({env['cpu_capability']})" if env.get("cpu_capability") else "")
     return f"{cpu}, {env.get('cpu_threads', '?')} threads, torch {env.get('torch', '?')}"
 
 
@@ -407,7 +407,8 @@ def _minutes(seconds: float) -> str:
 def _main_job_machine(run: Path) -> str:
     cfg, res = _json(run / "config.json"), _json(run / "results.json")
     env = cfg.get("environment") or {}
-    return (f"{env.get('logical_cpus', '?')}-core {env.get('cpu') or '?'} ({res.get('amp') or 'float32'} autocast), "
+    vector = f"{env['cpu_capability']}, " if env.get("cpu_capability") else ""
+    return (f"{env.get('logical_cpus', '?')}-core {env.get('cpu') or '?'} ({vector}{res.get('amp') or 'float32'} autocast), "
             f"torch {env.get('torch', '?')}")
 
 

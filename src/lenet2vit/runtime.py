@@ -29,7 +29,7 @@ from lenet2vit.errors import UserError
 __all__ = [
     "DeviceError", "resolve_device", "resolve_amp", "amp_name", "autocast", "cpu_has_fast_bf16", "use_channels_last",
     "resolve_compile", "set_deterministic", "dist_info", "init_distributed", "reset_peak_memory", "peak_memory_mb",
-    "environment", "git_state", "provenance", "cpu_model", "LoadMeter", "LOADED_CPUS",
+    "environment", "git_state", "provenance", "cpu_model", "cpu_capability", "LoadMeter", "LOADED_CPUS",
 ]
 
 # Other processes keeping more than this many CPUs busy make a timing "loaded".
@@ -205,7 +205,13 @@ def cpu_model() -> str:
 def provenance() -> dict:
     """The command line and the CPU a result comes from (versions and commit: ``environment``)."""
     return {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else None,
-            "cpu": cpu_model(), "logical_cpus": os.cpu_count()}
+            "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "cpu_capability": cpu_capability()}
+
+
+def cpu_capability() -> str:
+    """The CPU's vector level as PyTorch's kernels use it (``AVX2``, ``AVX512``...), ``+BF16`` where it
+    has native bf16 matrix instructions (AVX512-BF16 or AMX): what a CPU timing depends on most."""
+    return torch.backends.cpu.get_cpu_capability() + ("+BF16" if cpu_has_fast_bf16() else "")
 
 
 def _busy_cpu_seconds() -> float | None:

@@ -80,6 +80,8 @@ def test_training_overfits_and_writes_a_self_describing_run(tmp_path):
     model, config = load_run(tmp_path / "r")
     assert config["classes"] == ["c0", "c1", "c2"] and config["input_size"] == 8
     assert isinstance(model, TinyNet) and not model.training
+    # The CPU's vector level a timing depends on, as PyTorch's kernels see it.
+    assert config["environment"]["cpu_capability"].startswith(torch.backends.cpu.get_cpu_capability())
 
 
 def test_resume_equals_uninterrupted(tmp_path):
