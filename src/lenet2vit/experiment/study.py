@@ -270,7 +270,7 @@ def _record_invocation(store: ResultStore, started: str, seconds: float, trained
     with store.locked():
         doc = read_protocol(store.out) or {}
         doc.setdefault("invocations", []).append({
-            "started": started, "finished": _now(), "wall_seconds": round(seconds, 1),
+            "started": started, "finished": _now(), "wall_seconds": round(seconds, 3),
             "trained": [f"{m}/seed{s}" for m, s in trained], "other_load": other_load, **git_state(),
         })
         write_protocol(store.out, doc)
