@@ -103,4 +103,4 @@ def test_cifar_forms_start_with_the_signal_at_the_scale_of_the_input(name):
     assert 0.3 < features.std() < 10, float(features.std())
     assert logits.std() < 5  # the last layer keeps N(0, 0.01): no confident start
     last = model.get_classifier()
-    assert float(last.weight.std()) == pytest.approx(0.01, rel=0.1) and not last.bias.any()
+    assert float(last.weight.detach().std()) == pytest.approx(0.01, rel=0.1) and not last.bias.any()
