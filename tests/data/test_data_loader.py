@@ -89,12 +89,15 @@ def reference_augment(x: torch.Tensor, aug: Augment, g: torch.Generator) -> torc
     flip = torch.randint(0, 2, (b, 1), generator=g)[:, 0].bool() if aug.flip else torch.zeros(b, dtype=torch.bool)
     out = []
     for i in range(b):
-        img = F.pad(x[i], (p, p, p, p))[:, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
+        mode = "reflect" if aug.crop_fill == "reflect" and p else "constant"  # torch's own reflect padding
+        padded = F.pad(x[i].float(), (p, p, p, p), mode=mode).to(x.dtype)
+        img = padded[:, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
         out.append(img.flip(-1) if flip[i] else img)
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("aug", [Augment(4, True), Augment(2, False), Augment(0, True)])
+@pytest.mark.parametrize("aug", [Augment(4, True), Augment(2, False), Augment(0, True), Augment(4, True, crop_fill="reflect"),
+                                 Augment(6, False, crop_fill="reflect")])
 def test_augment_batch_matches_per_image_reference(aug):
     x = identified(33, 7).images
     got = augment_batch(x, aug, torch.Generator().manual_seed(5))
@@ -105,6 +108,18 @@ def test_augment_batch_matches_per_image_reference(aug):
     assert augment_batch(x, Augment(), torch.Generator()) is x
     with pytest.raises(DataError):
         Augment(crop_padding=-1)
+    with pytest.raises(DataError, match="crop_fill"):
+        Augment(crop_padding=4, crop_fill="mirror")
+
+
+def test_reflect_padding_never_shows_a_fill_value_and_needs_a_larger_image():
+    x = coded(40, size=8).images  # every pixel of an image holds its label's code, never 0
+    out = augment_batch(x, Augment(4, True, crop_fill="reflect"), torch.Generator().manual_seed(1))
+    assert torch.equal(out, x)  # a constant image mirrors into itself: no zeros come in at the border
+    zero = augment_batch(x, Augment(4, True), torch.Generator().manual_seed(1))
+    assert (zero == 0).any()  # ... where zero padding does
+    with pytest.raises(DataError, match="larger than that"):
+        augment_batch(x, Augment(8, False, crop_fill="reflect"), torch.Generator())
 
 
 def test_alternate_flip_mirrors_each_image_in_every_other_epoch():

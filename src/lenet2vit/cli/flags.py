@@ -8,6 +8,7 @@ import argparse
 from dataclasses import fields
 
 from lenet2vit.data.arrays import DataError
+from lenet2vit.data.augment import CROP_FILLS
 from lenet2vit.data.stream import DATA_MODES
 from lenet2vit.engine.config import AMP, FORMS, OPTIMIZERS, SCHEDULES, TRACKERS, TTA, TrainConfig
 
@@ -111,6 +112,7 @@ HELP = {
     "ema": "evaluate an exponential moving average of the weights with this decay per step, e.g. 0.999 (0: off)",
     "aux_weight": "GoogLeNet: weight of each auxiliary loss",
     "crop_padding": "random-crop padding in pixels (0: off)",
+    "crop_fill": "what the crop's padding holds: zero, or reflect (the image mirrored at its border)",
     "flip": "random horizontal flips",
     "alternate_flip": "flip each image in every other epoch instead of at random",
     "rescale": "upscale by this ratio, then random-crop the input size (AlexNet: 1.1429)",
@@ -139,7 +141,7 @@ HELP = {
 }
 CHOICES = {
     "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "tta": TTA, "amp": AMP, "form": FORMS,
-    "channels_last": ("auto", "on", "off"), "data_mode": DATA_MODES, "logger": TRACKERS, "milestone_unit": ("epoch", "step"), "nonfinite": ("stop", "skip"),
+    "channels_last": ("auto", "on", "off"), "data_mode": DATA_MODES, "crop_fill": CROP_FILLS, "logger": TRACKERS, "milestone_unit": ("epoch", "step"), "nonfinite": ("stop", "skip"),
 }
 POSITIVE = {"lr", "epochs", "batch_size", "eval_batch_size"}  # zero is no value for these
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch.nn as nn
 
+from lenet2vit.data.augment import CROP_FILLS
 from lenet2vit.data.stream import DATA_MODES
 from lenet2vit.errors import UserError
 
@@ -70,6 +71,7 @@ class TrainConfig:
     ema: float = 0.0  # decay per step of an exponential moving average of the weights (0: off); evaluated instead
     aux_weight: float = 0.3  # GoogLeNet's auxiliary losses (paper Sec. 5)
     crop_padding: int = 0
+    crop_fill: str = "zero"  # what the random crop's padding holds: zero, or reflect (the mirrored border)
     flip: bool = False
     alternate_flip: bool = False  # flip each image in every other epoch instead of at random (needs flip)
     rescale: float | None = None  # train: upscale by this ratio, then random-crop the input size
@@ -117,6 +119,8 @@ class TrainConfig:
             bad("logger", self.logger, TRACKERS)
         if self.data_mode not in DATA_MODES:
             bad("data_mode", self.data_mode, DATA_MODES)
+        if self.crop_fill not in CROP_FILLS:
+            bad("crop_fill", self.crop_fill, CROP_FILLS)
         if self.nonfinite not in ("stop", "skip"):
             bad("nonfinite", self.nonfinite, ("stop", "skip"))
         for name in ("epochs", "batch_size", "eval_batch_size"):

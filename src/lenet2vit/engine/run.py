@@ -124,7 +124,7 @@ def make_loader(arrays, cfg: TrainConfig, *, train: bool, device, mean, std, cha
             drop_last=train, channels_last=channels_last, image_size=input_size, rank=rank, world_size=world,
             paper_augment=paper, workers=cfg.workers, decode_device=decode_device,
         )
-    aug = (Augment(crop_padding=cfg.crop_padding, flip=cfg.flip, alternate_flip=cfg.alternate_flip)
+    aug = (Augment(crop_padding=cfg.crop_padding, flip=cfg.flip, alternate_flip=cfg.alternate_flip, crop_fill=cfg.crop_fill)
            if train and (cfg.crop_padding or cfg.flip) else None)
     return DeviceLoader(
         arrays, cfg.batch_size if train else cfg.eval_batch_size, shuffle=train,
