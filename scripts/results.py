@@ -27,7 +27,7 @@ MAIN_JOB = ("<!-- main-job: written by `python scripts/results.py doc` from resu
 RAW = ("config.json", "results.json", "log.jsonl", "protocol.json")
 sys.path.insert(0, str(ROOT / "src"))
 from lenet2vit.engine.config import get_preset  # noqa: E402
-from lenet2vit.engine.run_folder import NOT_PROTOCOL  # noqa: E402
+from lenet2vit.engine.run_folder import NOT_PROTOCOL, build_model  # noqa: E402
 from lenet2vit.runtime import LOADED_CPUS  # noqa: E402
 
 # The comparison study this project reproduces: ImageNet-pretrained torchvision models, 10 epochs.
@@ -370,13 +370,15 @@ def milestone_section() -> str:
             cfg = _json(run / "config.json")
             if cfg["model"] in MILESTONES and cfg["train"]["epochs"] == 10 and cfg["dataset"]["train"] == 45000:
                 candidates.setdefault(cfg["model"], []).append(run)
-    preset = json.loads(json.dumps(get_preset("fast").to_dict()))
     rows, provenance = [], []
     for model, (target, bn) in MILESTONES.items():
         if model not in candidates:
             continue
         best = max(candidates[model], key=lambda r: _json(r / "results.json")["best_val_top1"])
         cfg, res = _json(best / "config.json"), _json(best / "results.json")
+        # `fast` as the engine applies it to this model (a net without normalisation gets its gradient clip)
+        net = build_model(cfg["model"], cfg["num_classes"], cfg["in_chans"], cfg.get("model_kwargs") or {})
+        preset = json.loads(json.dumps(get_preset("fast").fit_to_model(net)[0].to_dict()))
         test = 100 * res["test_top1"]
         rows.append([f"`{model}`", "yes" if bn else "no",
                      changes(cfg["train"], preset), str(len(candidates[model])), pct(res["best_val_top1"]),
