@@ -370,7 +370,7 @@ def milestone_section() -> str:
             cfg = _json(run / "config.json")
             if cfg["model"] in MILESTONES and cfg["train"]["epochs"] == 10 and cfg["dataset"]["train"] == 45000:
                 candidates.setdefault(cfg["model"], []).append(run)
-    rows, provenance = [], []
+    rows, curves, provenance = [], [], []
     for model, (target, bn) in MILESTONES.items():
         if model not in candidates:
             continue
@@ -386,11 +386,14 @@ def milestone_section() -> str:
                      "-" if target is None else "yes" if test >= target else f"no ({target - test:.2f} short)",
                      f"{res['train_seconds'] / 60:.0f}" + (" (loaded)" if loaded(res) else ""),
                      f"{res['train_images_per_s']:.0f}"])
+        curves.append([f"`{model}`", " ".join(f"{100 * h['val_top1']:.1f}" for h in res["history"])])
         provenance.append(f"- `{model}`: `{(cfg.get('environment') or {}).get('command') or '?'}` at commit "
                           f"{commit(cfg, res)}; {machine(cfg, res)}")
     missing = [m for m in MILESTONE_CORE if m not in candidates]
     out += [table(["model", "batch norm", "recipe: changes to `fast`", "runs tried", "best val top-1 %",
-                   "test top-1 % (views)", "target %", "met", "train minutes", "train img/s"], rows), ""]
+                   "test top-1 % (views)", "target %", "met", "train minutes", "train img/s"], rows), "",
+            "Validation top-1 (%) after each epoch, of the run in the table:", "",
+            table(["model", "epochs 1 ... 10"], curves), ""]
     if missing:
         out += ["Not run at 10 epochs on the full split yet: " + ", ".join(f"`{m}`" for m in missing) + ".", ""]
     out += ["Where each row comes from:", "", *provenance, ""]
