@@ -235,11 +235,9 @@ def seed_section() -> str:
                      f"{SEED_STUDY.get(m, '-')}", "from scratch" if not cfg.get("pretrained") else cfg["pretrained"],
                      f"{res['train_seconds'] / 60:.0f}" + (" (loaded)" if loaded(res) else ""),
                      f"{res['train_images_per_s']:.0f}"])
-        provenance.append(f"- `{m}`: {machine(cfg, res)}")
-    commands = sorted({(_json(r / "config.json").get("environment") or {}).get("command") or "?" for r in runs})
-    # The code is the commit each study process started with (protocol.json has one environment per start).
-    envs = _json(folder / "protocol.json").get("environments", []) if (folder / "protocol.json").exists() else []
-    commits = sorted({(e.get("git_commit") or "?") + (" (+ local changes)" if e.get("git_dirty") else "") for e in envs})
+        # The code each job started with: a resumed or later study trains on a newer commit.
+        provenance.append(f"- `{m}`: `{(cfg.get('environment') or {}).get('command') or '?'}` at commit "
+                          f"{commit(cfg, res)}; {machine(cfg, res)}")
     stuck = []  # runs that never left chance: the study's figure needed its ImageNet weights
     for run in runs:
         cfg, res = _json(run / "config.json"), _json(run / "results.json")
@@ -254,9 +252,7 @@ def seed_section() -> str:
     out += [table(["model", "input", "best val top-1 %", "test top-1 %", "the study's test %", "start",
                    "train minutes", "train img/s"], rows), "",
             *[f"- {line}" for line in stuck], *([""] if stuck else []),
-            "Command" + ("s" if len(commands) > 1 else "") + ": " + ", ".join(f"`{c}`" for c in commands)
-            + (f", run at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}" if commits else ""), "",
-            *provenance, ""]
+            "Where each row comes from:", "", *provenance, ""]
     return "\n".join(out)
 
 
