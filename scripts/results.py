@@ -378,6 +378,7 @@ def milestone_section() -> str:
         test = 100 * res["test_top1"]
         rows.append([f"`{model}`", "yes" if bn else "no",
                      changes(cfg["train"], preset), str(len(candidates[model])), pct(res["best_val_top1"]),
+                     pct(_json(best / "eval-tta-none.json")["top1"]) if (best / "eval-tta-none.json").exists() else "-",
                      f"{test:.2f} ({res['tta']})", "-" if target is None else f"{target:.0f}",
                      "-" if target is None else "yes" if test >= target else f"no ({target - test:.2f} short)",
                      f"{res['train_seconds'] / 60:.0f}" + (" (loaded)" if loaded(res) else ""),
@@ -386,8 +387,10 @@ def milestone_section() -> str:
         provenance.append(f"- `{model}`: `{(cfg.get('environment') or {}).get('command') or '?'}` at commit "
                           f"{commit(cfg, res)}; {machine(cfg, res)}")
     missing = [m for m in MILESTONE_CORE if m not in candidates]
-    out += [table(["model", "batch norm", "recipe: changes to `fast`", "runs tried", "best val top-1 %",
-                   "test top-1 % (views)", "target %", "met", "train minutes", "train img/s"], rows), "",
+    out += ["`test, one view` is the same weights without test-time views (`lenet2vit eval RUN --tta none --json",
+            "> RUN/eval-tta-none.json`); the target is read against the test figure with the recipe's views.", "",
+            table(["model", "batch norm", "recipe: changes to `fast`", "runs tried", "best val top-1 %",
+                   "test, one view %", "test top-1 % (views)", "target %", "met", "train minutes", "train img/s"], rows), "",
             "Validation top-1 (%) after each epoch, of the run in the table:", "",
             table(["model", "epochs 1 ... 10"], curves), ""]
     if missing:
