@@ -200,6 +200,28 @@ def test_eval_on_the_val_split_sees_the_images_validation_saw(tmp_path):
     assert test["n"] == config["dataset"]["test"] and test["tta"] == "translate"
 
 
+def test_dropout_replaces_the_architectures_and_is_refused_where_there_is_none(tmp_path, monkeypatch):
+    import lenet2vit.engine.run as run_mod
+
+    built = []
+    real = run_mod._build_training_model
+    monkeypatch.setattr(run_mod, "_build_training_model", lambda *a, **k: built.append(real(*a, **k)) or built[-1])
+    big = (synthetic(64, size=32), synthetic(16, size=32, seed=1), synthetic(16, size=32, seed=2))
+    logs: list[str] = []
+    train_run("vgg11", out=tmp_path / "v", cfg=CFG.replace(epochs=1, dropout=0.0), data=big, progress=False,
+              log=logs.append)
+    drops = [m.p for m in built[-1].modules() if isinstance(m, nn.Dropout)]
+    assert drops == [0.0, 0.0]  # VGG's two head dropouts (0.5 in the paper) are off
+    assert any("dropout 0 in 2 layer(s) instead of 0.5" in m for m in logs)
+    assert json.loads((tmp_path / "v" / "config.json").read_text())["train"]["dropout"] == 0.0
+    with pytest.raises(ConfigError, match="resnet20 has none"):
+        train_run("resnet20", out=tmp_path / "r", cfg=CFG.replace(epochs=1, dropout=0.1), data=big, progress=False,
+                  log=lambda s: None)
+    assert not (tmp_path / "r" / "config.json").exists()
+    with pytest.raises(ConfigError, match="dropout must be a probability"):
+        CFG.replace(dropout=1.0)
+
+
 def test_zero_init_residual_reaches_the_model_and_is_refused_where_there_is_no_branch(tmp_path):
     big = (synthetic(64, size=32), synthetic(16, size=32, seed=1), synthetic(16, size=32, seed=2))
     cfg = CFG.replace(epochs=1, zero_init_residual=True)

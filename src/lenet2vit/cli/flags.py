@@ -111,6 +111,7 @@ HELP = {
                        "(where --grad-clip is unset; fast: 2; 0: off)",
     "ema": "evaluate an exponential moving average of the weights with this decay per step, e.g. 0.999 (0: off)",
     "aux_weight": "GoogLeNet: weight of each auxiliary loss",
+    "dropout": "the probability of every dropout layer the model has, in place of the architecture's (0: off)",
     "crop_padding": "random-crop padding in pixels (0: off)",
     "crop_fill": "what the crop's padding holds: zero, or reflect (the image mirrored at its border)",
     "flip": "random horizontal flips",

@@ -70,6 +70,7 @@ class TrainConfig:
     plain_grad_clip: float = 0.0  # grad_clip for networks without batch/layer/group norm (fit_to_model; 0: off)
     ema: float = 0.0  # decay per step of an exponential moving average of the weights (0: off); evaluated instead
     aux_weight: float = 0.3  # GoogLeNet's auxiliary losses (paper Sec. 5)
+    dropout: float | None = None  # the model's own dropout layers (p > 0) drop with this probability instead (0: off)
     crop_padding: int = 0
     crop_fill: str = "zero"  # what the random crop's padding holds: zero, or reflect (the mirrored border)
     flip: bool = False
@@ -140,6 +141,8 @@ class TrainConfig:
             raise ConfigError(f"rescale must be >= 1 (a ratio of the input size), got {self.rescale}")
         if self.scale_jitter is not None and not 1 <= self.scale_jitter[0] <= self.scale_jitter[1]:
             raise ConfigError(f"scale_jitter must be two ratios 1 <= lo <= hi, got {self.scale_jitter}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be a probability in [0, 1), got {self.dropout}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be a decay in [0, 1) (e.g. 0.999), got {self.ema}")
         if self.alternate_flip and not self.flip:

@@ -358,9 +358,23 @@ def _build_training_model(name: str, train, kwargs: dict, cfg: TrainConfig, pret
         log(f"loaded pretrained weights: {what}" + (f" (new classifier: {', '.join(skipped)})" if skipped else ""))
     if init_from:
         _init_from(net, name, init_from, log)
+    if cfg.dropout is not None:
+        _set_dropout(net, name, cfg.dropout, log)
     if cfg.sync_bn and dist_info()[1] > 1:
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     return net
+
+
+def _set_dropout(net: nn.Module, name: str, p: float, log) -> None:
+    """Give every dropout layer the architecture uses (p > 0) the probability ``p`` instead."""
+    layers = [m for m in net.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
+    if not layers:
+        raise ConfigError(f"--dropout sets the probability of a model's dropout layers, and {name} has none "
+                          "(drop the flag)")
+    before = sorted({m.p for m in layers})
+    for m in layers:
+        m.p = p
+    log(f"protocol: dropout {p:g} in {len(layers)} layer(s) instead of {', '.join(f'{b:g}' for b in before)}")
 
 
 def _normalisation(cfg: TrainConfig, train) -> tuple[list[float], list[float]]:
