@@ -95,6 +95,8 @@ def test_recipe_flags_reach_the_protocol():
     from lenet2vit.cli import build_parser
     from lenet2vit.cli.flags import config_from_args
 
+    no_drop = build_parser().parse_args(["train", "vgg16_bn", "--dropout", "0"])
+    assert config_from_args(no_drop).dropout == 0.0 and config_from_args(build_parser().parse_args(["train", "vgg16"])).dropout is None
     args = build_parser().parse_args(["train", "resnet18", "--alternate-flip", "--zero-init-residual", "--tta", "translate"])
     cfg = config_from_args(args)
     assert cfg.alternate_flip and cfg.zero_init_residual and cfg.tta == "translate"

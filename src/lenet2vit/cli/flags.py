@@ -145,6 +145,7 @@ CHOICES = {
     "channels_last": ("auto", "on", "off"), "data_mode": DATA_MODES, "crop_fill": CROP_FILLS, "logger": TRACKERS, "milestone_unit": ("epoch", "step"), "nonfinite": ("stop", "skip"),
 }
 POSITIVE = {"lr", "epochs", "batch_size", "eval_batch_size"}  # zero is no value for these
+ZERO_OK = {"dropout"}  # optional values for which zero is a setting (dropout 0: off)
 
 
 def _flag_type(name: str, annotation: str):
@@ -162,7 +163,7 @@ def _flag_type(name: str, annotation: str):
     if kind == "int":
         return {"type": positive_int if name in POSITIVE or optional else nonneg_int}
     if kind == "float":
-        return {"type": positive_float if name in POSITIVE or optional else nonneg_float}
+        return {"type": positive_float if name in POSITIVE or (optional and name not in ZERO_OK) else nonneg_float}
     return {"type": str}
 
 
