@@ -13,6 +13,7 @@ the machine busy (``other_load`` of the run's epochs, see ``lenet2vit.runtime``)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import shutil
@@ -352,9 +353,11 @@ def scale_section() -> str:
     return "\n".join(out)
 
 
-def as_asked(cfg: dict) -> dict:
+@functools.cache
+def as_asked(run: Path) -> dict:
     """A run's training protocol as it was asked for: without the gradient clip the engine adds to a
     network without normalisation (``TrainConfig.fit_to_model``), which the run records."""
+    cfg = _json(run / "config.json")
     train = cfg["train"]
     net = build_model(cfg["model"], cfg["num_classes"], cfg["in_chans"], cfg.get("model_kwargs") or {})
     unclipped = TrainConfig.from_dict({**train, "grad_clip": None})
@@ -386,7 +389,7 @@ def milestone_section() -> str:
         cfg, res = _json(best / "config.json"), _json(best / "results.json")
         test = 100 * res["test_top1"]
         rows.append([f"`{model}`", "yes" if bn else "no",
-                     changes(as_asked(cfg), preset), str(len(candidates[model])), pct(res["best_val_top1"]),
+                     changes(as_asked(best), preset), str(len(candidates[model])), pct(res["best_val_top1"]),
                      pct(_json(best / "eval-tta-none.json")["top1"]) if (best / "eval-tta-none.json").exists() else "-",
                      f"{test:.2f} ({res['tta']})", "-" if target is None else f"{target:.0f}",
                      "-" if target is None else "yes" if test >= target else f"no ({target - test:.2f} short)",
@@ -402,7 +405,7 @@ def milestone_section() -> str:
                    "test, one view %", "test top-1 % (views)", "target %", "met", "train minutes", "train img/s"], rows), "",
             "Validation top-1 (%) after each epoch, of the run in the table:", "",
             table(["model", "epochs 1 ... 10"], curves), ""]
-    tried = [[f"`{m}`", f"`{r.relative_to(RESULTS).as_posix()}`", changes(as_asked(_json(r / 'config.json')), preset),
+    tried = [[f"`{m}`", f"`{r.relative_to(RESULTS).as_posix()}`", changes(as_asked(r), preset),
               pct(_json(r / "results.json")["best_val_top1"])]
              for m in MILESTONES for r in sorted(candidates.get(m, [])) if len(candidates[m]) > 1]
     if tried:

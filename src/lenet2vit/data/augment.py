@@ -19,10 +19,11 @@ class Augment:
     crop_padding: random crop of the image padded by this many pixels, like torchvision
     RandomCrop(s, padding=p) (0 turns it off). crop_fill: what the padding holds: ``zero``
     (torchvision's default) or ``reflect``, the image mirrored at its border (torchvision's
-    ``padding_mode="reflect"``, as Page's and Jordan's fast CIFAR-10 runs use). flip: random horizontal flip with probability 0.5. alternate_flip: the
-    flips follow a schedule instead: a random half of the images in the first epoch, then each
-    image the opposite of the epoch before, so every two epochs show each image both ways
-    (Jordan 2024, "94% on CIFAR-10 in 3.29 seconds", Sec. 3.6); the loader supplies the flips.
+    ``padding_mode="reflect"``, as Page's and Jordan's fast CIFAR-10 runs use). flip: random
+    horizontal flip with probability 0.5. alternate_flip: the flips follow a schedule instead:
+    a random half of the images in the first epoch, then each image the opposite of the epoch
+    before, so every two epochs show each image both ways (Jordan 2024, "94% on CIFAR-10 in 3.29
+    seconds", Sec. 3.6); the loader supplies the flips.
     """
 
     crop_padding: int = 0
