@@ -84,7 +84,8 @@ def loaded(res: dict) -> bool:
 def machine(cfg: dict, res: dict) -> str:
     env = cfg.get("environment") or res.get("environment") or {}  # as the run started
     cpu = (env.get("cpu") or env.get("processor") or "?") + (f" ({env['cpu_capability']})" if env.get("cpu_capability") else "")
-    return f"{cpu}, {env.get('cpu_threads', '?')} threads, torch {env.get('torch', '?')}"
+    threads = env.get("cpu_threads", "?")
+    return f"{cpu}, {threads} thread{'' if threads == 1 else 's'}, torch {env.get('torch', '?')}"
 
 
 def commit(cfg: dict, res: dict) -> str:
