@@ -314,3 +314,23 @@ def test_fast_clips_the_gradients_of_networks_without_normalisation_only():
     assert fast.replace(plain_grad_clip=0.0).fit_to_model(plain)[1] is None  # 0: off
     with pytest.raises(ConfigError, match="plain_grad_clip must be >= 0"):
         TrainConfig(plain_grad_clip=-1.0)
+
+
+@pytest.mark.parametrize("other_cpus, marked", [(1.0, True), (0.1, False), (None, False)])
+def test_an_epoch_taken_beside_other_work_says_so_in_its_line(tmp_path, monkeypatch, other_cpus, marked):
+    """Two trainings on one small CPU slow each other (and spin their threads): the epoch's own line says so."""
+    import lenet2vit.engine.loop as loop
+
+    class _Meter:
+        def read(self, restart=True):
+            return other_cpus
+
+    monkeypatch.setattr(loop, "LoadMeter", _Meter)
+    x, y = torch.randn(8, 4, 1, 1), torch.randint(0, 3, (8,))
+    lines = []
+    res = loop.fit(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), _Batches([(x, y)]), None,
+                   TrainConfig(epochs=1, amp="fp32", schedule="none"), tmp_path, device=torch.device("cpu"),
+                   progress=False, log=lines.append)
+    epoch_line = next(s for s in lines if s.startswith("epoch 1/1"))
+    assert res["history"][0]["other_load"] == other_cpus
+    assert ("(loaded: other processes kept 1.0 CPUs busy)" in epoch_line) is marked

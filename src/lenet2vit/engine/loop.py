@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from lenet2vit.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, save_weights
 from lenet2vit.engine.config import MAX_WARMUP_FRACTION, TrainConfig
 from lenet2vit.errors import UserError
-from lenet2vit.runtime import LoadMeter, autocast, dist_info, resolve_amp, resolve_compile
+from lenet2vit.runtime import LOADED_CPUS, LoadMeter, autocast, dist_info, resolve_amp, resolve_compile
 
 __all__ = [
     "build_optimizer",
@@ -439,8 +439,11 @@ def _epoch_line(row: dict, epochs: int, improved: bool) -> str:
     if "val_top1" in row:
         val_txt = f" val {row['val_top1']:.2%}" + (f" (top-5 {row['val_top5']:.2%})" if row["val_top5"] is not None else "")
     compiled_txt = f" (+ {row['compile_seconds']:.1f}s compiling)" if row.get("compile_seconds") else ""
+    other = row.get("other_load") or 0.0
+    loaded_txt = f" (loaded: other processes kept {other:.1f} CPUs busy)" if other > LOADED_CPUS else ""
     return (f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f} train {row['train_acc']:.2%}{val_txt} "
-            f"| {row['train_images_per_s']:.0f} img/s, {row['epoch_seconds']:.1f}s{compiled_txt}{' *' if improved else ''}")
+            f"| {row['train_images_per_s']:.0f} img/s, {row['epoch_seconds']:.1f}s{compiled_txt}{loaded_txt}"
+            f"{' *' if improved else ''}")
 
 
 def fit(
