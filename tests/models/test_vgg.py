@@ -129,6 +129,18 @@ def test_cifar_forms(name: str) -> None:
     assert m.get_classifier() is m.classifier[6] and m(x).shape == (2, 100)
 
 
+def test_imagenet_form_at_32px_copies_its_1x1_map_into_the_classifiers_7x7() -> None:
+    """The seed study's VGG16 at CIFAR's own size: five max-pools leave 1x1; the pooling repeats it 49 times."""
+    torch.manual_seed(0)
+    m = create_model("vgg16", num_classes=10).eval()
+    with torch.no_grad():
+        feats = m.features(torch.randn(2, 3, 32, 32))
+        pooled = m.avgpool(feats)
+    assert feats.shape == (2, 512, 1, 1) and pooled.shape == (2, 512, 7, 7)
+    assert torch.equal(pooled, feats.expand(-1, -1, 7, 7))
+    assert m.classifier[0].in_features == 512 * 7 * 7
+
+
 # ---------------------------------------------------------------------------------------------
 # init_from: the paper's Sec. 3.1 initialisation of deeper nets from configuration A
 
