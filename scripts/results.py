@@ -250,7 +250,7 @@ def seed_section() -> str:
                          f"{pct(max(h['val_top1'] for h in res['history']))}% in all {len(res['history'])} epochs, "
                          f"the training loss ending at {res['history'][-1]['train_loss']:.4f} (ln {cfg['num_classes']} = "
                          f"{math.log(cfg['num_classes']):.4f}). Without normalisation and from random weights, "
-                         "Adam at 1e-3 leaves it at chance; the study started it from "
+                         "Adam at 1e-3 left it at chance here; the study started it from "
                          "ImageNet weights.")
     out += [table(["model", "input", "best val top-1 %", "test top-1 %", "the study's test %", "start",
                    "train minutes", "train img/s"], rows), "",
