@@ -95,8 +95,12 @@ def commit(cfg: dict, res: dict) -> str:
 
 
 def changes(train: dict, preset: dict, ignore: tuple[str, ...] = ()) -> str:
-    """The protocol fields in which ``train`` differs from ``preset`` (speed-only ones left out)."""
-    skip = NOT_PROTOCOL | {"seed", "amp", "channels_last", *ignore}  # speed-only settings, and the seed a row names
+    """The protocol fields in which ``train`` differs from ``preset`` (speed-only ones left out).
+
+    The precision is named where a run asked for one other than the preset's (``--amp fp32``):
+    it changes the arithmetic, not only the speed.
+    """
+    skip = NOT_PROTOCOL | {"seed", "channels_last", *ignore}  # a speed-only setting, and the seed a row names
     diffs = [f"{k} {train.get(k)!r}".replace("'", "") for k in sorted(set(train) | set(preset))
              if k not in skip and k in train and k in preset and train[k] != preset[k]]
     return ", ".join(diffs) or "as the preset"
@@ -281,6 +285,10 @@ def proxy_section() -> str:
         curves.append([f"`{name}`", " ".join(f"{100 * h['val_top1']:.1f}" for h in res["history"])])
         commands.append(f"- `{name}`: `{(cfg.get('environment') or {}).get('command') or '?'}` at commit "
                         f"{commit(cfg, res)}; {machine(cfg, res)}")
+    # "auto" resolves per machine: say what the runs that did not choose it computed in.
+    auto = sorted({results[r].get("amp") or "?" for r in runs if "amp" not in change(r)})
+    precision_line = (f"Every run that names no precision trained in {' / '.join(auto)} autocast "
+                      "(`auto` on these CPUs).")
     return "\n".join([
         "### The search on a proxy network",
         "",
@@ -288,6 +296,7 @@ def proxy_section() -> str:
         "CIFAR ResNet-18's compute) for the full 10 epochs on the full split; a change that gains on",
         "validation is then confirmed with ResNet-18. The test column is for the record, not for choosing.",
         "These timings were taken beside other work and are not reported.",
+        precision_line,
         "",
         table(["run", "model", "change to the preset", "best val top-1 %", "vs the preset (val, points)",
                "test top-1 % (views)"], rows), "",
