@@ -286,7 +286,7 @@ def proxy_section() -> str:
         commands.append(f"- `{name}`: `{(cfg.get('environment') or {}).get('command') or '?'}` at commit "
                         f"{commit(cfg, res)}; {machine(cfg, res)}")
     # "auto" resolves per machine: say what the runs that did not choose it computed in.
-    auto = sorted({results[r].get("amp") or "?" for r in runs if "amp" not in change(r)})
+    auto = sorted({results[r].get("amp") or "?" for r in runs if _json(r / "config.json")["train"]["amp"] == preset["amp"]})
     precision_line = (f"Every run that names no precision trained in {' / '.join(auto)} autocast "
                       "(`auto` on these CPUs).")
     return "\n".join([
