@@ -51,3 +51,23 @@ def test_readme_main_job_sentence_is_generated_from_the_committed_study():
     _, runs, inv = mod._main_job()
     assert len(inv["trained"]) == len(runs) == 9  # one model of every family, all trained by the timed invocation
     assert mod._minutes(inv["wall_seconds"]) in readme
+
+
+def test_where_it_stands_gives_the_closest_recipe_over_its_seeds(tmp_path):
+    mod = _script()
+    preset = json.loads(json.dumps(mod.get_preset("fast").to_dict()))
+
+    def run(name, val, test, **train):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"train": {**preset, **train}}))
+        (folder / "results.json").write_text(json.dumps({"best_val_top1": val, "test_top1": test, "tta": "flip"}))
+        return folder
+
+    a = run("a-s0", 0.905, 0.91, batch_size=128)
+    b = run("a-s1", 0.901, 0.90, batch_size=128, seed=1)
+    c = run("c-s0", 0.90, 0.95, lr=0.4)  # best on test, never on validation: not the one named
+    assert mod._over_seeds(c, [a, b, c], preset) == ""  # one seed: nothing to average
+    line = mod._over_seeds(a, [a, b, c], preset)
+    assert "Over its 2 seeds" in line and "90.30 ± 0.28% validation" in line
+    assert "90.50 ± 0.71% test top-1 (flip views), 2.50 points short on average." in line
