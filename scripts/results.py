@@ -23,12 +23,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 DOC = ROOT / "docs" / "results.md"
+IMAGES = ROOT / "docs" / "images"
+# The figures of docs/results.md (PNG under docs/images/, linked from the page).
+FAST_FIGURE, MILESTONE_FIGURE = "results-fast.png", "results-milestone.png"
 README = ROOT / "README.md"
 MAIN_JOB = ("<!-- main-job: written by `python scripts/results.py doc` from results/main-job -->", "<!-- /main-job -->")
 RAW = ("config.json", "results.json", "log.jsonl", "protocol.json")
 sys.path.insert(0, str(ROOT / "src"))
 from lenet2vit.engine.config import TrainConfig, get_preset  # noqa: E402
 from lenet2vit.engine.run_folder import NOT_PROTOCOL, build_model  # noqa: E402
+from lenet2vit.experiment.plots import model_colors, training_curves  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from lenet2vit.runtime import LOADED_CPUS  # noqa: E402
 
 # The comparison study this project reproduces: ImageNet-pretrained torchvision models, 10 epochs.
@@ -148,7 +153,7 @@ def fast_section() -> str:
         command = (cfg.get("environment") or {}).get("command") or "?"
         provenance.append(f"- `{name}`: `{command}` at commit "
                           f"{commit(cfg, res)}; {machine(cfg, res)}")
-    best = max(runs, key=lambda r: _json(r / "results.json")["best_val_top1"])
+    best = _best(runs)
     b = _json(best / "results.json")
     gap = FAST_TARGET - b["test_top1"]
     out += [f"**Where it stands:** the closest recipe so far, chosen on validation, is "
@@ -159,7 +164,9 @@ def fast_section() -> str:
     out += [table(["run", "changes to the preset", "best val top-1 %", "test, one view %", "test top-1 % (views)",
                    "train minutes", "train img/s"], rows), "",
             "Validation top-1 (%) after each epoch:", "",
-            table(["run", "epochs 1 ... 10"], curves), ""]
+            table(["run", "epochs 1 ... 10"], curves), "",
+            f"![validation top-1 and training loss per epoch of each recipe, mean over its seeds](images/{FAST_FIGURE})",
+            ""]
     out += seeds_section(folder, runs, preset)
     out += views_section(folder, runs)
     out += ["Where each row comes from:", "", *provenance, ""]
@@ -173,11 +180,11 @@ def _mean_std(values: list[float]) -> str:
     return f"{m:.2f} ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else f"{m:.2f}"
 
 
-def _recipes(runs: list[Path], preset: dict) -> dict[str, list[Path]]:
-    """The runs grouped by recipe: their changes to the preset, the seed left out."""
+def _recipes(runs: list[Path], preset: dict, ignore: tuple[str, ...] = ()) -> dict[str, list[Path]]:
+    """The runs grouped by recipe: their changes to the preset, the seed (and ``ignore``) left out."""
     groups: dict[str, list[Path]] = {}
     for run in runs:
-        groups.setdefault(changes(_json(run / "config.json")["train"], preset), []).append(run)
+        groups.setdefault(changes(_json(run / "config.json")["train"], preset, ignore), []).append(run)
     return groups
 
 
@@ -397,6 +404,22 @@ def as_asked(run: Path) -> dict:
     return train
 
 
+def _best(runs: list[Path]) -> Path:
+    """The run with the best validation top-1 (the one a table's row is made of)."""
+    return max(runs, key=lambda r: _json(r / "results.json")["best_val_top1"])
+
+
+def _milestone_runs() -> dict[str, list[Path]]:
+    """Per milestone model, every run of it at 10 epochs on the full split (results/milestone and fast)."""
+    candidates: dict[str, list[Path]] = {}
+    for folder in (RESULTS / "milestone", RESULTS / "fast"):
+        for run in runs_under(folder) if folder.exists() else []:
+            cfg = _json(run / "config.json")
+            if cfg["model"] in MILESTONES and cfg["train"]["epochs"] == 10 and cfg["dataset"]["train"] == 45000:
+                candidates.setdefault(cfg["model"], []).append(run)
+    return candidates
+
+
 def milestone_section() -> str:
     """The milestones in their CIFAR forms, 10 epochs, the recipe chosen on validation for each."""
     out = ["## The milestone table: CIFAR forms at 10 epochs", "",
@@ -405,18 +428,13 @@ def milestone_section() -> str:
            "The four seed models have a target; LeNet-5, MobileNet v2, EfficientNet-B0, ViT-Ti and the",
            "hybrid are listed as they are run. The ResNet-18 runs are those of the `fast` search above; the",
            "others are in `results/milestone/`.", ""]
-    candidates: dict[str, list[Path]] = {}
-    for folder in (RESULTS / "milestone", RESULTS / "fast"):
-        for run in runs_under(folder) if folder.exists() else []:
-            cfg = _json(run / "config.json")
-            if cfg["model"] in MILESTONES and cfg["train"]["epochs"] == 10 and cfg["dataset"]["train"] == 45000:
-                candidates.setdefault(cfg["model"], []).append(run)
+    candidates = _milestone_runs()
     preset = json.loads(json.dumps(get_preset("fast").to_dict()))
     rows, curves, provenance = [], [], []
     for model, (target, bn) in MILESTONES.items():
         if model not in candidates:
             continue
-        best = max(candidates[model], key=lambda r: _json(r / "results.json")["best_val_top1"])
+        best = _best(candidates[model])
         cfg, res = _json(best / "config.json"), _json(best / "results.json")
         test = 100 * res["test_top1"]
         rows.append([f"`{model}`", "yes" if bn else "no",
@@ -435,7 +453,9 @@ def milestone_section() -> str:
             table(["model", "batch norm", "recipe: changes to `fast`", "runs tried", "best val top-1 %",
                    "test, one view %", "test top-1 % (views)", "target %", "met", "train minutes", "train img/s"], rows), "",
             "Validation top-1 (%) after each epoch, of the run in the table:", "",
-            table(["model", "epochs 1 ... 10"], curves), ""]
+            table(["model", "epochs 1 ... 10"], curves), "",
+            f"![validation top-1 and training loss per epoch of each model's run in the table](images/{MILESTONE_FIGURE})",
+            ""]
     tried = [[f"`{m}`", f"`{r.relative_to(RESULTS).as_posix()}`", changes(as_asked(r), preset),
               pct(_json(r / "results.json")["best_val_top1"])]
              for m in MILESTONES for r in sorted(candidates.get(m, [])) if len(candidates[m]) > 1]
@@ -533,9 +553,32 @@ def render() -> str:
                          scale_section()]).rstrip() + "\n"
 
 
+def figures() -> dict[str, Figure]:
+    """The page's figures by file name: the curves of the `fast` search, each recipe's mean and std
+    over its seeds, and those of each milestone model's run in the table."""
+    out = {}
+    fast = runs_under(RESULTS / "fast") if (RESULTS / "fast").exists() else []
+    if fast:
+        preset = json.loads(json.dumps(get_preset("fast").to_dict()))
+        recipes = _recipes(fast, preset, ignore=("tta",))  # the test views do not touch training
+        rows = [{"model": recipe, "history": _json(r / "results.json")["history"]}
+                for recipe, members in recipes.items() for r in members]
+        out[FAST_FIGURE] = training_curves(rows, model_colors(list(recipes)))
+    best = {m: _best(runs) for m, runs in _milestone_runs().items()}
+    if best:
+        models = [m for m in MILESTONES if m in best]
+        rows = [{"model": m, "history": _json(best[m] / "results.json")["history"]} for m in models]
+        out[MILESTONE_FIGURE] = training_curves(rows, model_colors(models))
+        out[MILESTONE_FIGURE].suptitle("training curves of each model's run in the milestone table", fontsize=10)
+    return out
+
+
 def write_doc() -> str:
     text = render()
     DOC.write_text(text)
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    for name, fig in figures().items():
+        fig.savefig(IMAGES / name, dpi=110, bbox_inches="tight")
     README.write_text(render_readme(README.read_text()))
     return text
 

@@ -71,3 +71,29 @@ def test_where_it_stands_gives_the_closest_recipe_over_its_seeds(tmp_path):
     line = mod._over_seeds(a, [a, b, c], preset)
     assert "Over its 2 seeds" in line and "90.30 ± 0.28% validation" in line
     assert "90.50 ± 0.71% test top-1 (flip views), 2.50 points short on average." in line
+
+
+def test_every_figure_the_page_links_is_drawn_from_the_results_and_committed():
+    import re
+
+    mod = _script()
+    text = (ROOT / "docs" / "results.md").read_text()
+    linked = re.findall(r"!\[[^\]]*\]\(images/([^)]+)\)", text)
+    figures = mod.figures()
+    assert sorted(linked) == sorted(figures) == sorted([mod.FAST_FIGURE, mod.MILESTONE_FIGURE])
+    for name in linked:
+        assert (ROOT / "docs" / "images" / name).stat().st_size > 0, f"docs/images/{name}: run `python scripts/results.py doc`"
+    # The fast figure has one line per recipe (the test views left out: they do not touch training) ...
+    preset = json.loads(json.dumps(mod.get_preset("fast").to_dict()))
+    recipes = mod._recipes(mod.runs_under(mod.RESULTS / "fast"), preset, ignore=("tta",))
+    val_axis = figures[mod.FAST_FIGURE].axes[0]
+    assert [line.get_label() for line in val_axis.get_lines()] == list(recipes)
+    # ... at the mean over its seeds of each epoch's validation accuracy.
+    recipe, members = max(recipes.items(), key=lambda kv: len(kv[1]))
+    line = next(ln for ln in val_axis.get_lines() if ln.get_label() == recipe)
+    histories = [json.loads((r / "results.json").read_text())["history"] for r in members]
+    expected = [100 * sum(h[i]["val_top1"] for h in histories) / len(histories) for i in range(len(histories[0]))]
+    assert [round(y, 6) for y in line.get_ydata()] == [round(y, 6) for y in expected]
+    # The milestone figure has one line per model in the table.
+    models = re.findall(r"^\| `(\w+)` \| (?:yes|no) \|", text, flags=re.M)
+    assert [ln.get_label() for ln in figures[mod.MILESTONE_FIGURE].axes[0].get_lines()] == models
