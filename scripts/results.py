@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from lenet2vit.engine.config import TrainConfig, get_preset  # noqa: E402
 from lenet2vit.engine.run_folder import NOT_PROTOCOL, build_model  # noqa: E402
 from lenet2vit.experiment.plots import model_colors, training_curves  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 from lenet2vit.runtime import LOADED_CPUS  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 # The comparison study this project reproduces: ImageNet-pretrained torchvision models, 10 epochs.
 SEED_STUDY = {"alexnet": 70.40, "vgg16": 70.66, "googlenet": 82.46, "resnet18": 79.14}
@@ -113,6 +113,11 @@ def changes(train: dict, preset: dict, ignore: tuple[str, ...] = ()) -> str:
     return ", ".join(diffs) or "as the preset"
 
 
+def fast_preset() -> dict:
+    """The `fast` preset's protocol as a run's config.json records it (JSON types: lists, not tuples)."""
+    return json.loads(json.dumps(get_preset("fast").to_dict()))
+
+
 def pct(v) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
@@ -138,7 +143,7 @@ def fast_section() -> str:
            ""]
     if not runs:
         return "\n".join(out + ["No run has finished yet.", ""])
-    preset = json.loads(json.dumps(get_preset("fast").to_dict()))
+    preset = fast_preset()
     rows, curves, provenance = [], [], []
     for run in runs:
         cfg, res = _json(run / "config.json"), _json(run / "results.json")
@@ -296,7 +301,7 @@ def proxy_section() -> str:
     runs = runs_under(folder) if folder.exists() else []
     if not runs:
         return ""
-    preset = json.loads(json.dumps(get_preset("fast").to_dict()))
+    preset = fast_preset()
     results = {r: _json(r / "results.json") for r in runs}
     def change(run: Path) -> str:  # the test views do not touch validation: left out here
         return changes(_json(run / "config.json")["train"], preset, ignore=("tta",))
@@ -429,7 +434,7 @@ def milestone_section() -> str:
            "hybrid are listed as they are run. The ResNet-18 runs are those of the `fast` search above; the",
            "others are in `results/milestone/`.", ""]
     candidates = _milestone_runs()
-    preset = json.loads(json.dumps(get_preset("fast").to_dict()))
+    preset = fast_preset()
     rows, curves, provenance = [], [], []
     for model, (target, bn) in MILESTONES.items():
         if model not in candidates:
@@ -559,7 +564,7 @@ def figures() -> dict[str, Figure]:
     out = {}
     fast = runs_under(RESULTS / "fast") if (RESULTS / "fast").exists() else []
     if fast:
-        preset = json.loads(json.dumps(get_preset("fast").to_dict()))
+        preset = fast_preset()
         recipes = _recipes(fast, preset, ignore=("tta",))  # the test views do not touch training
         rows = [{"model": recipe, "history": _json(r / "results.json")["history"]}
                 for recipe, members in recipes.items() for r in members]
