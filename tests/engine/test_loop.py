@@ -288,13 +288,14 @@ def test_a_batch_larger_than_the_data_allows_shrinks_with_the_lr():
     fast = get_preset("fast")
     assert fast.fit_to_data(45_000) == (fast, None)  # CIFAR-10: as the preset says
     digits, why = fast.fit_to_data(1293)
-    assert digits.batch_size == 25 and digits.lr == pytest.approx(0.2 * 25 / 256)  # 51 steps; linear scaling for SGD
+    assert digits.batch_size == 25 and digits.lr == pytest.approx(fast.lr * 25 / fast.batch_size)  # 51 steps; linear scaling for SGD
     assert "1293 training images" in why and "batch 25" in why
     assert fast.fit_to_data(245)[0].batch_size == 16  # fewer steps rather than batches too small for BatchNorm
     adam, _ = fast.replace(optimizer="adam", lr=1e-3).fit_to_data(1293)
-    assert adam.lr == pytest.approx(1e-3 * (25 / 256) ** 0.5)  # square-root scaling for Adam
+    assert adam.lr == pytest.approx(1e-3 * (25 / fast.batch_size) ** 0.5)  # square-root scaling for Adam
     assert fast.fit_to_data(3)[0].batch_size == 1
-    assert fast.fit_to_data(50 * 256) == (fast, None)  # from 12,800 images on, the preset's own batch
+    assert fast.fit_to_data(50 * fast.batch_size) == (fast, None)  # from 50 batches on, the preset's own batch
+    assert fast.fit_to_data(50 * fast.batch_size - 1)[0].batch_size == fast.batch_size - 1
 
 
 def test_fast_clips_the_gradients_of_networks_without_normalisation_only():
