@@ -13,8 +13,10 @@ from lenet2vit.data import (
     ImageArrays,
     augment_batch,
     channel_stats,
+    patch_whitening,
     train_val_split,
 )
+from lenet2vit.data.preprocess import normalisation, to_input
 
 
 def coded(n: int = 64, classes: int = 4, size: int = 8) -> ImageArrays:
@@ -78,6 +80,26 @@ def test_channel_stats_matches_float_computation():
     x = a.images.double() / 255
     assert torch.allclose(torch.tensor(mean, dtype=torch.double), x.mean(dim=(0, 2, 3)), atol=1e-9)
     assert torch.allclose(torch.tensor(std, dtype=torch.double), x.std(dim=(0, 2, 3), unbiased=False), atol=1e-9)
+
+
+def test_patch_whitening_filters_whiten_the_patches_a_convolution_sees():
+    g = torch.Generator().manual_seed(0)
+    smooth = F.avg_pool2d(torch.rand(300, 3, 14, 14, generator=g), 3, 1)  # neighbouring pixels correlate
+    images = (smooth * 255).round().to(torch.uint8)  # (300, 3, 12, 12)
+    mean, std = [0.5, 0.4, 0.6], [0.2, 0.25, 0.3]
+    eigvals, filters = patch_whitening(images, mean, std, (2, 2), eps=0.0)
+    assert filters.shape == (12, 3, 2, 2) and bool((eigvals[:-1] >= eigvals[1:]).all())  # leading direction first
+    scale, shift = normalisation(mean, std)
+    out = F.conv2d(to_input(images, scale, shift).double(), filters.double())  # every 2x2 window, as a conv sees it
+    flat = out.permute(1, 0, 2, 3).reshape(12, -1)
+    assert torch.allclose(flat @ flat.T / flat.shape[1], torch.eye(12, dtype=torch.double), atol=1e-3)
+    # as the network sees them: resized first, and a strided subset when the patches would be many
+    _, big = patch_whitening(images, mean, std, (2, 2), size=24, eps=0.0)
+    assert not torch.allclose(big, filters, atol=1e-2)
+    assert torch.allclose(patch_whitening(images[::2], mean, std, (2, 2), eps=0.0)[1].abs(),
+                          patch_whitening(images, mean, std, (2, 2), max_patches=150 * 121, eps=0.0)[1].abs(), atol=1e-4)
+    with pytest.raises(DataError, match="smaller than the 13x13 filters"):
+        patch_whitening(images, mean, std, (13, 13))
 
 
 def reference_augment(x: torch.Tensor, aug: Augment, g: torch.Generator) -> torch.Tensor:

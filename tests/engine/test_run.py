@@ -222,6 +222,33 @@ def test_dropout_replaces_the_architectures_and_is_refused_where_there_is_none(t
         CFG.replace(dropout=1.0)
 
 
+def test_whiten_stem_starts_the_first_convolution_as_the_patch_whitening(tmp_path):
+    from lenet2vit.data import patch_whitening
+    from lenet2vit.engine.run import _whiten_stem
+
+    train, mean, std = synthetic(64, size=12), [0.5, 0.4, 0.6], [0.2, 0.25, 0.3]
+    net = nn.Sequential(nn.Conv2d(3, 10, 2), nn.ReLU(), nn.Conv2d(10, 4, 3))
+    first, second = net[0].weight.detach().clone(), net[2].weight.detach().clone()
+    lines = []
+    _whiten_stem(net, train, mean, std, 12, lines.append)
+    _, filters = patch_whitening(train.images, mean, std, (2, 2), 12)
+    w = net[0].weight.detach()
+    assert torch.equal(w[:5], filters[:5]) and torch.equal(w[5:10], -filters[:5])  # 5 leading of 12 directions
+    assert torch.equal(net[2].weight, second) and not torch.equal(w, first)
+    assert "10 of 10 filters whiten its 2x2 patches (the 5 leading of 12 directions" in lines[0]
+    wide = nn.Conv2d(3, 30, 2)
+    left = wide.weight.detach().clone()
+    _whiten_stem(wide, train, mean, std, 12, lines.append)
+    assert torch.equal(wide.weight[24:], left[24:]) and "24 of 30 filters" in lines[1]  # all 12 directions, both signs
+    with pytest.raises(ConfigError, match="first convolution"):
+        _whiten_stem(nn.Conv2d(3, 6, 3, groups=3), train, mean, std, 12, lines.append)
+    big = (synthetic(64, size=32), synthetic(16, size=32, seed=1), synthetic(16, size=32, seed=2))
+    train_run("resnet20", out=tmp_path / "r", cfg=CFG.replace(epochs=1, whiten_stem=True), data=big, progress=False,
+              log=lines.append)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["whiten_stem"]
+    assert any("the first convolution's 16 of 16 filters whiten its 3x3 patches" in line for line in lines)
+
+
 def test_zero_init_residual_reaches_the_model_and_is_refused_where_there_is_no_branch(tmp_path):
     big = (synthetic(64, size=32), synthetic(16, size=32, seed=1), synthetic(16, size=32, seed=2))
     cfg = CFG.replace(epochs=1, zero_init_residual=True)

@@ -121,6 +121,7 @@ HELP = {
     "pca_lighting": "AlexNet's PCA colour noise: std of its weights (0: off)",
     "tta": "test-time views averaged for the test split (translate: flip and 1 px shifts)",
     "zero_init_residual": "residual nets: start each block's last BatchNorm at zero",
+    "whiten_stem": "start the first convolution's filters as the whitening of the training images' patches",
     "mean": "normalisation mean, e.g. 0.5,0.5,0.5 (default: the preset's, or the data's own)",
     "std": "normalisation std",
     "val_fraction": "share of train held out for validation",

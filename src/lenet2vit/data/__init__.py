@@ -10,7 +10,7 @@ An image folder whose decoded pixels would pass the memory budget stays a list o
 """
 
 from lenet2vit.data.archive import safe_extract
-from lenet2vit.data.arrays import DataError, ImageArrays, channel_stats, train_val_split
+from lenet2vit.data.arrays import DataError, ImageArrays, channel_stats, patch_whitening, train_val_split
 from lenet2vit.data.decode import decode_image_bytes
 from lenet2vit.data.augment import Augment, PaperAugment, augment_batch, pca_colour_stats, eval_views
 from lenet2vit.data.loader import DeviceLoader
@@ -47,6 +47,7 @@ __all__ = [
     "split_roles",
     "train_val_split",
     "channel_stats",
+    "patch_whitening",
     "DeviceLoader",
     "ImageFiles",
     "StreamLoader",

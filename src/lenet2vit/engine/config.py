@@ -80,6 +80,7 @@ class TrainConfig:
     pca_lighting: float = 0.0  # AlexNet's PCA colour noise: std of the eigenvalue weights (0: off)
     tta: str = "none"  # test-time views averaged: none, flip, translate (flip and 1 px shifts), 10crop
     zero_init_residual: bool = False  # residual nets: each block's last BN starts at zero (Goyal et al. 2017)
+    whiten_stem: bool = False  # the first convolution starts as the training patches' whitening (Jordan 2024)
     mean: tuple[float, ...] | None = (0.5, 0.5, 0.5)
     std: tuple[float, ...] | None = (0.5, 0.5, 0.5)
     val_fraction: float = 0.1

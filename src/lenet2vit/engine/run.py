@@ -270,6 +270,8 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
     net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     mean, std = _normalisation(cfg, train)
     pca = _pca_stats(cfg, train)
+    if cfg.whiten_stem:
+        _whiten_stem(net, train, mean, std, size, log)
     config = _run_config(model, name, kwargs, size, mean, std, pca, cfg, data, dataset, data_dir, pretrained, init_from)
 
     if resume:
@@ -399,6 +401,29 @@ def _pca_stats(cfg: TrainConfig, train) -> dict | None:
 
     eigvals, eigvecs = pca_colour_stats((train.sample() if _is_streamed(train) else train).images)
     return {"eigvals": eigvals, "eigvecs": eigvecs}
+
+
+def _whiten_stem(net: nn.Module, train, mean, std, size: int, log) -> None:
+    """Start the first convolution as the whitening of the training images' patches (Jordan 2024, Sec. 3.2).
+
+    Its filters become ``+v / sqrt(lambda + eps)`` and ``-v / sqrt(lambda + eps)`` for the patch
+    covariance's leading eigenvectors ``v``, as many as fit; filters left over keep their random
+    start. A resumed run overwrites all of it with its checkpoint.
+    """
+    from lenet2vit.data import patch_whitening
+
+    conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None or conv.groups != 1 or conv.in_channels != train.channels:
+        raise ConfigError("--whiten-stem initialises a network's first convolution from the data, and this one "
+                          "does not start with a full convolution over the image's channels (drop the flag)")
+    images = (train.sample() if _is_streamed(train) else train).images
+    eigvals, filters = patch_whitening(images, mean, std, tuple(conv.kernel_size), size)
+    k = min(len(filters), conv.out_channels // 2)
+    with torch.no_grad():
+        conv.weight[:k].copy_(filters[:k])
+        conv.weight[k:2 * k].copy_(-filters[:k])
+    log(f"init: the first convolution's {2 * k} of {conv.out_channels} filters whiten its {conv.kernel_size[0]}x"
+        f"{conv.kernel_size[1]} patches (the {k} leading of {len(filters)} directions, each both signs)")
 
 
 def _run_config(requested: str, name: str, kwargs: dict, size: int, mean, std, pca, cfg: TrainConfig, data, dataset,
