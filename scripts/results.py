@@ -582,7 +582,12 @@ def figures() -> dict[str, Figure]:
         models = [m for m in MILESTONES if m in best]
         rows = [{"model": m, "history": _json(best[m] / "results.json")["history"]} for m in models]
         out[MILESTONE_FIGURE] = training_curves(rows, model_colors(models))
-        out[MILESTONE_FIGURE].suptitle("training curves of each model's run in the milestone table", fontsize=10)
+        title = "training curves of each model's run in the milestone table"
+        for m in models:  # a training loss that also counts auxiliary classifiers is not the others' loss
+            cfg = _json(best[m] / "config.json")
+            if cfg["model_kwargs"].get("aux_logits") and cfg["train"].get("aux_weight"):
+                title += f"\n{m}'s training loss adds its auxiliary heads' losses (x{cfg['train']['aux_weight']:g} each)"
+        out[MILESTONE_FIGURE].suptitle(title, fontsize=10)
     return out
 
 

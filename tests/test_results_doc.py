@@ -97,3 +97,7 @@ def test_every_figure_the_page_links_is_drawn_from_the_results_and_committed():
     # The milestone figure has one line per model in the table.
     models = re.findall(r"^\| `(\w+)` \| (?:yes|no) \|", text, flags=re.M)
     assert [ln.get_label() for ln in figures[mod.MILESTONE_FIGURE].axes[0].get_lines()] == models
+    # A loss with GoogLeNet's auxiliary heads in it says so.
+    title = figures[mod.MILESTONE_FIGURE].get_suptitle()
+    assert ("googlenet_cifar's training loss adds its auxiliary heads' losses (x0.3 each)" in title) == (
+        "googlenet_cifar" in models)
