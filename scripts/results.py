@@ -28,6 +28,8 @@ IMAGES = ROOT / "docs" / "images"
 FAST_FIGURE, MILESTONE_FIGURE = "results-fast.png", "results-milestone.png"
 README = ROOT / "README.md"
 MAIN_JOB = ("<!-- main-job: written by `python scripts/results.py doc` from results/main-job -->", "<!-- /main-job -->")
+MILESTONE_README = ("<!-- cifar10: written by `python scripts/results.py doc` from results/milestone and results/fast -->",
+                    "<!-- /cifar10 -->")
 RAW = ("config.json", "results.json", "log.jsonl", "protocol.json")
 sys.path.insert(0, str(ROOT / "src"))
 from lenet2vit.engine.config import TrainConfig, get_preset  # noqa: E402
@@ -545,13 +547,38 @@ def main_job_section() -> str:
     return "\n".join(out)
 
 
+def milestone_readme() -> str:
+    """The README's short milestone table (test top-1 and training time of each row), between the MILESTONE_README markers."""
+    candidates = _milestone_runs()
+    rows, cpus = [], set()
+    for model in MILESTONES:
+        if model not in candidates:
+            continue
+        best = _best(candidates[model])
+        cfg, res = _json(best / "config.json"), _json(best / "results.json")
+        env = cfg.get("environment") or {}
+        cpus.add(f"{env.get('logical_cpus', '?')}-core {env.get('cpu') or '?'}")
+        rows.append([f"`{model}`", f"{100 * res['test_top1']:.2f}",
+                     f"{res['train_seconds'] / 60:.0f}" + (" (loaded)" if loaded(res) else "")])
+    if not rows:
+        return "Not measured yet (`results/milestone`)."
+    return "\n".join([
+        "Each milestone in its CIFAR form, trained 10 epochs on the original CIFAR-10 (45k train, 5k validation, "
+        f"10k test) on a {' / '.join(sorted(cpus))} CPU with the recipe chosen on validation (`fast` or a variant); "
+        "test top-1 with the recipe's test-time views. Every run, curve, command and target: "
+        "[docs/results.md](docs/results.md#the-milestone-table-cifar-forms-at-10-epochs)."
+        + (" A time marked \"(loaded)\" was taken beside other work." if any("loaded" in r[2] for r in rows) else ""), "",
+        table(["model", "test top-1 %", "train minutes"], rows)])
+
+
 def render_readme(text: str) -> str:
-    """``text`` (the README) with the main job's sentence regenerated between the MAIN_JOB markers."""
-    start, end = MAIN_JOB
-    i, j = text.find(start), text.find(end)
-    if i < 0 or j < i:
-        raise SystemExit(f"error: README.md lacks the markers {start} ... {end}")
-    return text[: i + len(start)] + "\n" + main_job_readme() + "\n" + text[j:]
+    """``text`` (the README) with the main job's sentence and the milestone table regenerated between their markers."""
+    for (start, end), body in ((MAIN_JOB, main_job_readme), (MILESTONE_README, milestone_readme)):
+        i, j = text.find(start), text.find(end)
+        if i < 0 or j < i:
+            raise SystemExit(f"error: README.md lacks the markers {start} ... {end}")
+        text = text[: i + len(start)] + "\n" + body() + "\n" + text[j:]
+    return text
 
 
 def render() -> str:

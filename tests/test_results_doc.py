@@ -53,6 +53,15 @@ def test_readme_main_job_sentence_is_generated_from_the_committed_study():
     assert mod._minutes(inv["wall_seconds"]) in readme
 
 
+def test_readme_milestone_table_is_the_docs_table_in_short():
+    import re
+
+    readme, doc = (ROOT / "README.md").read_text(), (ROOT / "docs" / "results.md").read_text()
+    full = dict(re.findall(r"^\| `(\w+)` \| (?:yes|no) \|(?:[^|]*\|){4} ([\d.]+) \(", doc, flags=re.M))
+    short = dict(re.findall(r"^\| `(\w+)` \| ([\d.]+) \| \d+", readme, flags=re.M))
+    assert full and short == full  # every model of the milestone table, at the same test figure
+
+
 def test_where_it_stands_gives_the_closest_recipe_over_its_seeds(tmp_path):
     mod = _script()
     preset = json.loads(json.dumps(mod.get_preset("fast").to_dict()))
