@@ -435,6 +435,12 @@ def _milestone_runs() -> dict[str, list[Path]]:
     return candidates
 
 
+def _table_runs() -> dict[str, Path]:
+    """Per milestone model run so far, in table order, the run its row is made of."""
+    candidates = _milestone_runs()
+    return {m: _best(candidates[m]) for m in MILESTONES if m in candidates}
+
+
 def milestone_section() -> str:
     """The milestones in their CIFAR forms, 10 epochs, the recipe chosen on validation for each."""
     out = ["## The milestone table: CIFAR forms at 10 epochs", "",
@@ -549,12 +555,8 @@ def main_job_section() -> str:
 
 def milestone_readme() -> str:
     """The README's short milestone table (test top-1 and training time of each row), between the MILESTONE_README markers."""
-    candidates = _milestone_runs()
     rows, cpus = [], set()
-    for model in MILESTONES:
-        if model not in candidates:
-            continue
-        best = _best(candidates[model])
+    for model, best in _table_runs().items():
         cfg, res = _json(best / "config.json"), _json(best / "results.json")
         env = cfg.get("environment") or {}
         cpus.add(f"{env.get('logical_cpus', '?')}-core {env.get('cpu') or '?'}")
@@ -604,9 +606,9 @@ def figures() -> dict[str, Figure]:
         rows = [{"model": recipe, "history": _json(r / "results.json")["history"]}
                 for recipe, members in recipes.items() for r in members]
         out[FAST_FIGURE] = training_curves(rows, model_colors(list(recipes)))
-    best = {m: _best(runs) for m, runs in _milestone_runs().items()}
+    best = _table_runs()
     if best:
-        models = [m for m in MILESTONES if m in best]
+        models = list(best)
         rows = [{"model": m, "history": _json(best[m] / "results.json")["history"]} for m in models]
         out[MILESTONE_FIGURE] = training_curves(rows, model_colors(models))
         title = "training curves of each model's run in the milestone table"

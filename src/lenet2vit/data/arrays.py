@@ -179,7 +179,6 @@ def channel_stats(arrays: "ImageArrays | Iterable[ImageArrays]") -> tuple[list[f
     return mean.tolist(), var.sqrt().tolist()
 
 
-
 def patch_whitening(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], kernel: tuple[int, int],
                     size: int | None = None, max_patches: int = 2**22, eps: float = 5e-4
                     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,10 +192,10 @@ def patch_whitening(images: torch.Tensor, mean: Sequence[float], std: Sequence[f
     """
     scale, shift = normalisation(mean, std)
     c, (kh, kw) = images.shape[1], kernel
-    side = size or images.shape[2]
-    per_image = max(0, side - kh + 1) * max(0, (size or images.shape[3]) - kw + 1)
+    h, w = (size, size) if size else images.shape[2:]
+    per_image = max(0, h - kh + 1) * max(0, w - kw + 1)
     if per_image == 0:
-        raise DataError(f"images of {side} px are smaller than the {kh}x{kw} filters to whiten")
+        raise DataError(f"images of {h} px are smaller than the {kh}x{kw} filters to whiten")
     n = min(images.shape[0], max(1, max_patches // per_image))
     subset = images[:: max(1, images.shape[0] // n)][:n]
     d = c * kh * kw

@@ -270,7 +270,7 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
     net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     mean, std = _normalisation(cfg, train)
     pca = _pca_stats(cfg, train)
-    if cfg.whiten_stem:
+    if cfg.whiten_stem and not (resume and (out / CHECKPOINT).exists()):  # a resumed run takes its checkpoint's
         _whiten_stem(net, train, mean, std, size, log)
     config = _run_config(model, name, kwargs, size, mean, std, pca, cfg, data, dataset, data_dir, pretrained, init_from)
 
@@ -408,7 +408,7 @@ def _whiten_stem(net: nn.Module, train, mean, std, size: int, log) -> None:
 
     Its filters become ``+v / sqrt(lambda + eps)`` and ``-v / sqrt(lambda + eps)`` for the patch
     covariance's leading eigenvectors ``v``, as many as fit; filters left over keep their random
-    start. A resumed run overwrites all of it with its checkpoint.
+    start.
     """
     from lenet2vit.data import patch_whitening
 
@@ -417,7 +417,7 @@ def _whiten_stem(net: nn.Module, train, mean, std, size: int, log) -> None:
         raise ConfigError("--whiten-stem initialises a network's first convolution from the data, and this one "
                           "does not start with a full convolution over the image's channels (drop the flag)")
     images = (train.sample() if _is_streamed(train) else train).images
-    eigvals, filters = patch_whitening(images, mean, std, tuple(conv.kernel_size), size)
+    _, filters = patch_whitening(images, mean, std, tuple(conv.kernel_size), size)
     k = min(len(filters), conv.out_channels // 2)
     with torch.no_grad():
         conv.weight[:k].copy_(filters[:k])
