@@ -223,6 +223,9 @@ def train_run(
     out = Path(out)
     model_info(model)  # unknown names fail before anything is read or written ...
     check_tracker(cfg.logger)  # ... and so does a tracker that is not installed
+    if cfg.whiten_stem and (pretrained or init_from):
+        raise ConfigError(f"--whiten-stem starts the first convolution from the data, and "
+                          f"{'--pretrained' if pretrained else '--init-from'} already gives it weights; drop one of the two")
     with contextlib.ExitStack() as held:
         if int(os.environ.get("RANK", "0")) == 0:  # one process owns the folder (torchrun: rank 0)
             lock = held.enter_context(FolderLock(out, "training run"))
