@@ -223,9 +223,6 @@ def train_run(
     out = Path(out)
     model_info(model)  # unknown names fail before anything is read or written ...
     check_tracker(cfg.logger)  # ... and so does a tracker that is not installed
-    if cfg.whiten_stem and (pretrained or init_from):
-        raise ConfigError(f"--whiten-stem starts the first convolution from the data, and "
-                          f"{'--pretrained' if pretrained else '--init-from'} already gives it weights; drop one of the two")
     with contextlib.ExitStack() as held:
         if int(os.environ.get("RANK", "0")) == 0:  # one process owns the folder (torchrun: rank 0)
             lock = held.enter_context(FolderLock(out, "training run"))
@@ -243,6 +240,9 @@ def _train_run(model, *, out: Path, cfg: TrainConfig, dataset, data_dir, form, i
                init_from, download, strict, resume, progress, data, log, stop_after_epochs, group) -> dict:
     """The steps of one run: protocol and data, the model, the run folder, training, the test."""
     cfg = cfg.replace(form=form)
+    if cfg.whiten_stem and (pretrained or init_from):  # given weights keep their own first convolution
+        cfg = cfg.replace(whiten_stem=False)
+        log(f"protocol: whiten_stem off: the first convolution comes from {'--pretrained' if pretrained else '--init-from'}")
     if pretrained and cfg.form == "auto":
         cfg = cfg.replace(form="imagenet")  # published weights are for the paper's form
     if data is None:
