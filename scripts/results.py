@@ -409,13 +409,16 @@ def scale_section() -> str:
 @functools.cache
 def as_asked(run: Path) -> dict:
     """A run's training protocol as it was asked for: without the gradient clip the engine adds to a
-    network without normalisation (``TrainConfig.fit_to_model``), which the run records."""
+    network without normalisation (``TrainConfig.fit_to_model``), which the run records, and without
+    ``whiten_stem`` where the network has no BatchNorm for it to apply to."""
     cfg = _json(run / "config.json")
-    train = cfg["train"]
+    train = dict(cfg["train"])
     net = build_model(cfg["model"], cfg["num_classes"], cfg["in_chans"], cfg.get("model_kwargs") or {})
-    unclipped = TrainConfig.from_dict({**train, "grad_clip": None})
-    if train.get("grad_clip") is not None and unclipped.fit_to_model(net)[0].grad_clip == train["grad_clip"]:
-        return {**train, "grad_clip": None}
+    fitted = TrainConfig.from_dict({**train, "grad_clip": None, "whiten_stem": True}).fit_to_model(net)[0]
+    if train.get("grad_clip") is not None and fitted.grad_clip == train["grad_clip"]:
+        train["grad_clip"] = None
+    if not fitted.whiten_stem:
+        train.pop("whiten_stem", None)  # off whatever was asked: not part of this network's protocol
     return train
 
 

@@ -301,7 +301,7 @@ def test_a_batch_larger_than_the_data_allows_shrinks_with_the_lr():
 def test_fast_clips_the_gradients_of_networks_without_normalisation_only():
     from lenet2vit.registry import create_model
 
-    fast = get_preset("fast")
+    fast = get_preset("fast").replace(whiten_stem=False)  # the clip alone; the whitening rule below
     plain = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.LocalResponseNorm(5), nn.Flatten(), nn.LazyLinear(10))
     clipped, why = fast.fit_to_model(plain)  # LRN rescales nothing the way BN does: still plain
     assert clipped.grad_clip == 2.0 and "gradient norm clipped at 2" in why
@@ -315,6 +315,18 @@ def test_fast_clips_the_gradients_of_networks_without_normalisation_only():
     assert fast.replace(plain_grad_clip=0.0).fit_to_model(plain)[1] is None  # 0: off
     with pytest.raises(ConfigError, match="plain_grad_clip must be >= 0"):
         TrainConfig(plain_grad_clip=-1.0)
+
+
+def test_fast_whitens_the_stem_of_networks_with_batch_norm_only():
+    from lenet2vit.registry import create_model
+
+    fast = get_preset("fast")
+    assert fast.whiten_stem and fast.fit_to_model(create_model("resnet20")) == (fast, None)
+    for model in (nn.Sequential(nn.Conv2d(3, 8, 3), nn.LayerNorm(8)), create_model("alexnet_cifar")):
+        fitted, why = fast.fit_to_model(model)
+        assert not fitted.whiten_stem and "no batch normalisation in the model: whiten_stem off" in why
+    assert fast.fit_to_model(create_model("alexnet_cifar"))[0].grad_clip == 2.0  # both rules at once
+    assert "; " in fast.fit_to_model(create_model("alexnet_cifar"))[1]
 
 
 @pytest.mark.parametrize("other_cpus, marked", [(1.0, True), (0.1, False), (None, False)])
