@@ -154,7 +154,7 @@ def fast_section() -> str:
         one_view = run / "eval-tta-none.json"
         name = run.relative_to(folder).as_posix()
         minutes = res["train_seconds"] / 60
-        rows.append([f"`{name}`", changes(cfg["train"], preset), pct(res["best_val_top1"]),
+        rows.append([f"`{name}`", changes(protocol(run), preset), pct(res["best_val_top1"]),
                      pct(_json(one_view)["top1"]) if one_view.exists() else "-",
                      f"{pct(res['test_top1'])} ({res['tta']})", f"{minutes:.0f}" + (" (loaded)" if loaded(res) else ""),
                      f"{res['train_images_per_s']:.0f}"])
@@ -193,13 +193,13 @@ def _recipes(runs: list[Path], preset: dict, ignore: tuple[str, ...] = ()) -> di
     """The runs grouped by recipe: their changes to the preset, the seed (and ``ignore``) left out."""
     groups: dict[str, list[Path]] = {}
     for run in runs:
-        groups.setdefault(changes(_json(run / "config.json")["train"], preset, ignore), []).append(run)
+        groups.setdefault(changes(protocol(run), preset, ignore), []).append(run)
     return groups
 
 
 def _over_seeds(best: Path, runs: list[Path], preset: dict) -> str:
     """The best run's recipe over all its seeds, where it ran with more than one."""
-    members = _recipes(runs, preset)[changes(_json(best / "config.json")["train"], preset)]
+    members = _recipes(runs, preset)[changes(protocol(best), preset)]
     if len(members) < 2:
         return ""
     res = [_json(r / "results.json") for r in members]
@@ -307,12 +307,11 @@ def proxy_section() -> str:
         return ""
     results = {r: _json(r / "results.json") for r in runs}
     base_run = folder / PROXY_BASE
-    # A field added to the protocol after the baseline ran is off there, as it is in the preset.
-    base_train = {**fast_preset(), **(_json(base_run / "config.json")["train"] if base_run in results else {})}
+    base_train = protocol(base_run) if base_run in results else fast_preset()
     base = results.get(base_run)
 
     def change(run: Path) -> str:  # the test views do not touch validation: left out here
-        return changes(_json(run / "config.json")["train"], base_train, ignore=("tta",), same="the baseline")
+        return changes(protocol(run), base_train, ignore=("tta",), same="the baseline")
 
     since = changes(fast_preset(), base_train, ignore=("tta",), same="")  # what the preset became after the search
     rows, curves, commands = [], [], []
@@ -407,18 +406,26 @@ def scale_section() -> str:
 
 
 @functools.cache
-def as_asked(run: Path) -> dict:
-    """A run's training protocol as it was asked for: without the gradient clip the engine adds to a
-    network without normalisation (``TrainConfig.fit_to_model``), which the run records, and without
-    ``whiten_stem`` where the network has no BatchNorm for it to apply to."""
+def protocol(run: Path) -> dict:
+    """A run's training protocol as it was asked for, in the fields that apply to its network.
+
+    A field added to the protocol after the run holds its default there (each new field's default
+    is the behaviour before it). Left out: the gradient clip the engine adds to a network without
+    normalisation (``TrainConfig.fit_to_model``, which the run records as ``grad_clip``), the
+    ``plain_grad_clip`` that sets it where the network has normalisation, and ``whiten_stem`` where
+    it has no BatchNorm: there they change nothing.
+    """
     cfg = _json(run / "config.json")
-    train = dict(cfg["train"])
+    train = {**json.loads(json.dumps(TrainConfig().to_dict())), **cfg["train"]}
     net = build_model(cfg["model"], cfg["num_classes"], cfg["in_chans"], cfg.get("model_kwargs") or {})
-    fitted = TrainConfig.from_dict({**train, "grad_clip": None, "whiten_stem": True}).fit_to_model(net)[0]
-    if train.get("grad_clip") is not None and fitted.grad_clip == train["grad_clip"]:
+    probe = TrainConfig.from_dict({**train, "grad_clip": None, "plain_grad_clip": 1.0, "whiten_stem": True})
+    fitted = probe.fit_to_model(net)[0]
+    if fitted.grad_clip is None:
+        train.pop("plain_grad_clip")
+    elif train.get("grad_clip") == train["plain_grad_clip"]:
         train["grad_clip"] = None
     if not fitted.whiten_stem:
-        train.pop("whiten_stem", None)  # off whatever was asked: not part of this network's protocol
+        train.pop("whiten_stem")
     return train
 
 
@@ -462,7 +469,7 @@ def milestone_section() -> str:
         cfg, res = _json(best / "config.json"), _json(best / "results.json")
         test = 100 * res["test_top1"]
         rows.append([f"`{model}`", "yes" if bn else "no",
-                     changes(as_asked(best), preset), str(len(candidates[model])), pct(res["best_val_top1"]),
+                     changes(protocol(best), preset), str(len(candidates[model])), pct(res["best_val_top1"]),
                      pct(_json(best / "eval-tta-none.json")["top1"]) if (best / "eval-tta-none.json").exists() else "-",
                      f"{test:.2f} ({res['tta']})", "-" if target is None else f"{target:.0f}",
                      "-" if target is None else "yes" if test >= target else f"no ({target - test:.2f} short)",
@@ -480,7 +487,7 @@ def milestone_section() -> str:
             table(["model", "epochs 1 ... 10"], curves), "",
             f"![validation top-1 and training loss per epoch of each model's run in the table](images/{MILESTONE_FIGURE})",
             ""]
-    tried = [[f"`{m}`", f"`{r.relative_to(RESULTS).as_posix()}`", changes(as_asked(r), preset),
+    tried = [[f"`{m}`", f"`{r.relative_to(RESULTS).as_posix()}`", changes(protocol(r), preset),
               pct(_json(r / "results.json")["best_val_top1"])]
              for m in MILESTONES for r in sorted(candidates.get(m, [])) if len(candidates[m]) > 1]
     if tried:
