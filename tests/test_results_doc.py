@@ -69,7 +69,8 @@ def test_where_it_stands_gives_the_closest_recipe_over_its_seeds(tmp_path):
     def run(name, val, test, **train):
         folder = tmp_path / name
         folder.mkdir()
-        (folder / "config.json").write_text(json.dumps({"train": {**preset, **train}}))
+        (folder / "config.json").write_text(json.dumps({"model": "resnet20", "num_classes": 10, "in_chans": 3,
+                                                        "train": {**preset, **train}}))
         (folder / "results.json").write_text(json.dumps({"best_val_top1": val, "test_top1": test, "tta": "flip"}))
         return folder
 
@@ -110,3 +111,26 @@ def test_every_figure_the_page_links_is_drawn_from_the_results_and_committed():
     title = figures[mod.MILESTONE_FIGURE].get_suptitle()
     assert ("googlenet_cifar's training loss adds its auxiliary heads' losses (x0.3 each)" in title) == (
         "googlenet_cifar" in models)
+
+
+def test_a_runs_protocol_reads_later_fields_as_their_defaults_and_leaves_out_what_cannot_apply(tmp_path):
+    mod = _script()
+    preset = json.loads(json.dumps(mod.get_preset("fast").to_dict()))
+
+    def run(name, model, **train):
+        folder = tmp_path / name
+        folder.mkdir()
+        later = {"whiten_stem", "plain_grad_clip"} - set(train)
+        old = {k: v for k, v in {**preset, **train}.items() if k not in later}
+        (folder / "config.json").write_text(json.dumps({"model": model, "num_classes": 10, "in_chans": 3,
+                                                        "train": old}))  # recorded before those fields
+        return folder
+
+    resnet = mod.protocol(run("r", "resnet20"))
+    assert resnet["whiten_stem"] is False and "plain_grad_clip" not in resnet  # off then; no clip rule with BN
+    assert mod.changes(resnet, preset) == "whiten_stem False"
+    alexnet = mod.protocol(run("a", "alexnet_cifar", grad_clip=2.0, plain_grad_clip=2.0))
+    assert "whiten_stem" not in alexnet and alexnet["grad_clip"] is None  # no BatchNorm; the engine's own clip
+    assert mod.changes(alexnet, preset) == "as the preset"
+    unclipped = mod.protocol(run("u", "alexnet_cifar"))  # recorded before the clip rule: unclipped then
+    assert mod.changes(unclipped, preset) == "plain_grad_clip 0.0"
