@@ -117,9 +117,14 @@ def changes(train: dict, preset: dict, ignore: tuple[str, ...] = (), same: str =
     return ", ".join(diffs) or same
 
 
+def recorded(cfg: TrainConfig) -> dict:
+    """A protocol as a run's config.json records it (JSON types: lists, not tuples)."""
+    return json.loads(json.dumps(cfg.to_dict()))
+
+
 def fast_preset() -> dict:
-    """The `fast` preset's protocol as a run's config.json records it (JSON types: lists, not tuples)."""
-    return json.loads(json.dumps(get_preset("fast").to_dict()))
+    """The `fast` preset's protocol as a run's config.json records it."""
+    return recorded(get_preset("fast"))
 
 
 def pct(v) -> str:
@@ -416,7 +421,7 @@ def protocol(run: Path) -> dict:
     it has no BatchNorm: there they change nothing.
     """
     cfg = _json(run / "config.json")
-    train = {**json.loads(json.dumps(TrainConfig().to_dict())), **cfg["train"]}
+    train = {**recorded(TrainConfig()), **cfg["train"]}
     net = build_model(cfg["model"], cfg["num_classes"], cfg["in_chans"], cfg.get("model_kwargs") or {})
     probe = TrainConfig.from_dict({**train, "grad_clip": None, "plain_grad_clip": 1.0, "whiten_stem": True})
     fitted = probe.fit_to_model(net)[0]
