@@ -111,10 +111,25 @@ def changes(train: dict, preset: dict, ignore: tuple[str, ...] = (), same: str =
     The precision is named where a run asked for one other than the preset's (``--amp fp32``):
     it changes the arithmetic, not only the speed.
     """
-    skip = NOT_PROTOCOL | {"seed", "channels_last", *ignore}  # a speed-only setting, and the seed a row names
-    diffs = [f"{k} {train.get(k)!r}".replace("'", "") for k in sorted(set(train) | set(preset))
-             if k not in skip and k in train and k in preset and train[k] != preset[k]]
+    diffs = [f"{k} {train[k]!r}".replace("'", "") for k in _differing(train, preset, ignore)]
     return ", ".join(diffs) or same
+
+
+def _differing(train: dict, preset: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The protocol fields, sorted, in which two protocols differ (speed-only ones and the seed left out)."""
+    skip = NOT_PROTOCOL | {"seed", "channels_last", *ignore}  # a speed-only setting, and the seed a row names
+    return [k for k in sorted(set(train) & set(preset)) if k not in skip and train[k] != preset[k]]
+
+
+# Fields that move as one knob: the learning rate is scaled with the batch size.
+KNOBS = (("batch_size", "lr"),)
+
+
+def knobs(train: dict, other: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The knobs in which two protocols differ: each field, except that a batch size and its lr count as one."""
+    diff = _differing(train, other, ignore)
+    joined = [", ".join(k for k in knob if k in diff) for knob in KNOBS if set(knob) & set(diff)]
+    return joined + [k for k in diff if not any(k in knob for knob in KNOBS)]
 
 
 def recorded(cfg: TrainConfig) -> dict:
@@ -182,6 +197,7 @@ def fast_section() -> str:
             f"![validation top-1 and training loss per epoch of each recipe, mean over its seeds](images/{FAST_FIGURE})",
             ""]
     out += seeds_section(folder, runs, preset)
+    out += ledger_section(runs, preset)
     out += views_section(folder, runs)
     out += ["Where each row comes from:", "", *provenance, ""]
     return "\n".join(out)
@@ -230,6 +246,39 @@ def seeds_section(folder: Path, runs: list[Path], preset: dict) -> list[str]:
     return ["Recipes run with several seeds (mean ± sample standard deviation over the seeds):", "",
             table(["changes to the preset", "seeds", "best val top-1 %", "test top-1 % (views)", "test, one view %"],
                   rows), ""]
+
+
+def ledger_section(runs: list[Path], preset: dict) -> list[str]:
+    """What each change bought on validation: every two recipes that differ in one knob, side by side.
+
+    Of each pair, the recipe nearer the preset (fewer knobs changed; then more seeds) is the base and
+    the other its change. The test views are left out: they do not touch validation.
+    """
+    import statistics
+
+    groups = _recipes(runs, preset, ignore=("tta",))
+    proto = {k: protocol(members[0]) for k, members in groups.items()}
+    val = {k: statistics.mean(_json(r / "results.json")["best_val_top1"] for r in members)
+           for k, members in groups.items()}
+    near = {k: (len(knobs(proto[k], preset, ("tta",))), -len(groups[k]), k) for k in groups}
+    pairs = [sorted((a, b), key=near.get) for i, a in enumerate(groups) for b in list(groups)[i + 1:]
+             if len(knobs(proto[a], proto[b], ("tta",))) == 1]
+    if not pairs:
+        return []
+    rows = [[changes(proto[var], proto[base], ("tta",)), changes(proto[base], proto[var], ("tta",)),
+             base, f"{len(groups[var])} / {len(groups[base])}", pct(val[var]), pct(val[base]),
+             f"{100 * (val[var] - val[base]):+.2f}"]
+            for base, var in sorted(pairs, key=lambda p: (near[p[0]], val[p[0]] - val[p[1]]))]
+    spread = [statistics.stdev(_json(r / "results.json")["best_val_top1"] for r in members)
+              for members in groups.values() if len(members) > 1]
+    span = f"{100 * min(spread):.2f}" + (f" to {100 * max(spread):.2f}" if min(spread) != max(spread) else "") \
+        if spread else ""
+    note = (f" One recipe's seeds spread by a sample standard deviation of {span} points here: a difference of "
+            "that size between single runs is not a finding." if spread else "")
+    return ["What each change bought: every two recipes above that differ in one knob (a batch size and the lr "
+            "scaled with it count as one), compared on validation, mean over each side's seeds." + note, "",
+            table(["change", "instead of", "on the recipe", "seeds (change / recipe)", "best val top-1 % (change)",
+                   "best val top-1 % (recipe)", "bought (val, points)"], rows), ""]
 
 
 VIEWS = ("none", "flip", "translate")

@@ -134,3 +134,30 @@ def test_a_runs_protocol_reads_later_fields_as_their_defaults_and_leaves_out_wha
     assert mod.changes(alexnet, preset) == "as the preset"
     unclipped = mod.protocol(run("u", "alexnet_cifar"))  # recorded before the clip rule: unclipped then
     assert mod.changes(unclipped, preset) == "plain_grad_clip 0.0"
+
+
+def test_each_change_is_read_against_the_recipe_one_knob_away_nearer_the_preset(tmp_path):
+    mod = _script()
+    preset = json.loads(json.dumps(mod.get_preset("fast").to_dict()))
+
+    def run(name, val, **train):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model": "resnet20", "num_classes": 10, "in_chans": 3,
+                                                        "train": {**preset, **train}}))
+        (folder / "results.json").write_text(json.dumps({"best_val_top1": val}))
+        return folder
+
+    runs = [run("p-s0", 0.90), run("p-s1", 0.92, seed=1),  # the preset, two seeds: 91.00 mean
+            run("big", 0.905, batch_size=256, lr=0.2, tta="flip"),  # one knob (the views do not count)
+            run("big-ls", 0.93, batch_size=256, lr=0.2, label_smoothing=0.2),  # one knob from "big", two from the preset
+            run("far", 0.99, batch_size=64, lr=0.05, label_smoothing=0.0, crop_padding=2)]  # two knobs from all
+    assert mod.knobs(mod.protocol(runs[3]), preset) == ["batch_size, lr", "label_smoothing"]
+    text = "\n".join(mod.ledger_section(runs, preset))
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r[:4] for r in rows] == [
+        ["| batch_size 256, lr 0.2", "batch_size 128, lr 0.1", "as the preset", "1 / 2"],
+        ["| label_smoothing 0.2", "label_smoothing 0.1", "batch_size 256, lr 0.2", "1 / 1"]]
+    assert rows[0][-1] == "-0.50 |" and rows[1][-1] == "+2.50 |"
+    assert "crop_padding" not in text and "99.00" not in text  # no recipe one knob from it: nothing to read it against
+    assert "standard deviation of 1.41 points" in text  # the preset's two seeds
