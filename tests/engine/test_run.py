@@ -187,6 +187,52 @@ def test_ema_decay_is_checked():
         TrainConfig(ema=1.5)
 
 
+def test_lookahead_moves_the_slow_weights_alpha_of_the_way_every_k_steps():
+    from lenet2vit.engine.loop import Lookahead
+
+    net = nn.Linear(3, 2)
+    start = [p.detach().clone() for p in net.parameters()]
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    look = Lookahead(net, k=2, alpha=0.25)
+    x = torch.randn(8, 3)
+    for step in (1, 2):
+        opt.zero_grad()
+        net(x).square().sum().backward()
+        opt.step()
+        fast = [p.detach().clone() for p in net.parameters()]
+        look.step(step)
+    # Step 1 left the fast weights alone; step 2 moved the slow ones a quarter of the way and restarted from them.
+    for p, s0, f in zip(net.parameters(), start, fast):
+        assert torch.allclose(p, s0 + 0.25 * (f - s0)) and not torch.allclose(p, f)
+    assert all(torch.equal(p, s) for p, s in zip(net.parameters(), look.state_dict().values()))
+
+
+def test_lookahead_trains_resumes_exactly_and_at_alpha_one_is_the_plain_optimizer(tmp_path):
+    def run(name, stop=None, **cfg):
+        train_run("tiny_run_net", out=tmp_path / name, cfg=CFG.replace(**cfg), data=data(), progress=False,
+                  log=lambda s: None, stop_after_epochs=stop)
+        return load_file(str(tmp_path / name / "checkpoint.safetensors"))
+
+    plain, full = run("plain"), run("full", lookahead=5, lookahead_alpha=0.5)
+    weights = [k for k in plain if k.startswith("model.")]
+    assert any(not torch.equal(plain[k], full[k]) for k in weights)  # the slow weights changed the run
+    assert sorted(k for k in full if k.startswith("slow.")) and not any(k.startswith("slow.") for k in plain)
+    run("part", stop=2, lookahead=5, lookahead_alpha=0.5)
+    resumed = run("part", lookahead=5, lookahead_alpha=0.5)
+    for k in full:
+        if k.startswith(("slow.", "model.")):
+            assert torch.equal(full[k], resumed[k]), k  # the slow weights resume to the same tensors
+    one = run("one", lookahead=5, lookahead_alpha=1.0)  # the slow weights are the fast ones: nothing changes
+    assert all(torch.equal(plain[k], one[k]) for k in weights)
+
+
+@pytest.mark.parametrize("bad, message", [({"lookahead": -1}, "lookahead must be a number of steps"),
+                                          ({"lookahead_alpha": 0.0}, "lookahead_alpha must be a share in")])
+def test_lookahead_settings_are_checked(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**bad)
+
+
 def test_eval_on_the_val_split_sees_the_images_validation_saw(tmp_path):
     from lenet2vit.engine import evaluate_run
 

@@ -110,6 +110,9 @@ HELP = {
     "plain_grad_clip": "clip the gradient norm at this value in networks without batch/layer/group norm "
                        "(where --grad-clip is unset; fast: 2; 0: off)",
     "ema": "evaluate an exponential moving average of the weights with this decay per step, e.g. 0.999 (0: off)",
+    "lookahead": "Lookahead: every this many steps the slow weights move toward the optimizer's, which restart "
+                 "from them, e.g. 5 (0: off)",
+    "lookahead_alpha": "Lookahead: the share of the way the slow weights move (the paper's 0.5)",
     "aux_weight": "GoogLeNet: weight of each auxiliary loss",
     "dropout": "the probability of every dropout layer the model has, in place of the architecture's (0: off)",
     "crop_padding": "random-crop padding in pixels (0: off)",

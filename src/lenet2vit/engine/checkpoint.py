@@ -160,6 +160,7 @@ def save_checkpoint(
     scaler_state: dict | None = None,
     ema_state: dict[str, torch.Tensor] | None = None,
     cuda_rng_states: list[torch.Tensor] | None = None,
+    slow_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write one resumable checkpoint file atomically.
 
@@ -169,6 +170,7 @@ def save_checkpoint(
     """
     tensors = {f"model.{k}": v for k, v in model_state.items()}
     tensors.update({f"ema.{k}": v for k, v in (ema_state or {}).items()})
+    tensors.update({f"slow.{k}": v for k, v in (slow_state or {}).items()})  # Lookahead's slow weights
     opt_tensors, opt_meta = _flatten_optimizer(optimizer_state)
     tensors.update(opt_tensors)
     if rng_state is not None:
@@ -203,6 +205,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     cuda = sorted((int(k.rsplit(".", 1)[1]), v) for k, v in tensors.items() if k.startswith("rng.cuda."))
     out["cuda_rng"] = [v for _, v in cuda] or None
     out["ema"] = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")} or None
+    out["slow"] = {k[len("slow."):]: v for k, v in tensors.items() if k.startswith("slow.")} or None
     return out
 
 

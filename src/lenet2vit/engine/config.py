@@ -69,6 +69,8 @@ class TrainConfig:
     grad_clip: float | None = None
     plain_grad_clip: float = 0.0  # grad_clip for networks without batch/layer/group norm (fit_to_model; 0: off)
     ema: float = 0.0  # decay per step of an exponential moving average of the weights (0: off); evaluated instead
+    lookahead: int = 0  # Lookahead (Zhang et al. 2019): every this many steps the slow weights move ... (0: off)
+    lookahead_alpha: float = 0.5  # ... this share of the way to the optimizer's, which restart from them
     aux_weight: float = 0.3  # GoogLeNet's auxiliary losses (paper Sec. 5)
     dropout: float | None = None  # the model's own dropout layers (p > 0) drop with this probability instead (0: off)
     crop_padding: int = 0
@@ -146,6 +148,10 @@ class TrainConfig:
             raise ConfigError(f"dropout must be a probability in [0, 1), got {self.dropout}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be a decay in [0, 1) (e.g. 0.999), got {self.ema}")
+        if self.lookahead < 0:
+            raise ConfigError(f"lookahead must be a number of steps (e.g. 5; 0: off), got {self.lookahead}")
+        if not 0 < self.lookahead_alpha <= 1:
+            raise ConfigError(f"lookahead_alpha must be a share in (0, 1] (e.g. 0.5), got {self.lookahead_alpha}")
         if self.alternate_flip and not self.flip:
             raise ConfigError("alternate_flip schedules the flips; it needs flip=True (--flip)")
         if self.grad_clip is not None and self.grad_clip <= 0:

@@ -132,6 +132,35 @@ def build_ema(model: nn.Module, decay: float):
     return ema
 
 
+class Lookahead:
+    """Lookahead (Zhang et al. 2019, Algorithm 1): the optimizer's weights are the fast ones; every
+    ``k`` steps the slow weights move ``alpha`` of the way to them, and the fast weights restart
+    from the slow. The inner optimizer keeps its state (momentum) across the restarts, as in the
+    paper. Parameters only: BatchNorm's statistics follow the fast weights.
+    """
+
+    def __init__(self, model: nn.Module, k: int, alpha: float):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.slow = [p.detach().clone() for p in self.params]
+        self.k, self.alpha = k, alpha
+
+    @torch.no_grad()
+    def step(self, steps: int) -> None:
+        """After the run's ``steps``-th optimizer step (the scheduler's count: a run resumes on it)."""
+        if steps % self.k == 0:
+            fast = [p.detach() for p in self.params]
+            torch._foreach_lerp_(self.slow, fast, self.alpha)
+            torch._foreach_copy_(fast, self.slow)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {str(i): t for i, t in enumerate(self.slow)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor] | None) -> None:
+        """Slow weights saved by :meth:`state_dict`; ``None``: they restart from the fast weights."""
+        for i, (t, p) in enumerate(zip(self.slow, self.params)):
+            t.copy_(state[str(i)] if state else p.detach())
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, cfg: TrainConfig, state=None):
     """Per-step LambdaLR; ``state.lr_scale`` (the plateau rule's factor) multiplies it when given."""
     return torch.optim.lr_scheduler.LambdaLR(
@@ -198,6 +227,7 @@ def train_one_epoch(
     on_bad_loss: Callable[[int, float], str] | None = None,
     compiling: bool = False,
     ema=None,
+    lookahead: Lookahead | None = None,
     on_step: Callable[[int, float, float], None] | None = None,
 ) -> dict:
     """Train for one pass over ``loader``; returns loss, accuracy, images/s and skipped steps.
@@ -240,6 +270,8 @@ def train_one_epoch(
             )
         _update(model, loss, optimizer, scaler, cfg.grad_clip)
         scheduler.step()
+        if lookahead is not None:
+            lookahead.step(scheduler.last_epoch)  # LambdaLR counts the optimizer steps
         if ema is not None:
             ema.update_parameters(model)
         if compiling:
@@ -382,7 +414,7 @@ def _write_logs(out_dir: Path, history: list[dict]) -> None:
     atomic_write_text(out_dir / "log.csv", buf.getvalue())
 
 
-def _resume(ckpt_path: Path, model, optimizer, scheduler, scaler, ema, state: FitState) -> None:
+def _resume(ckpt_path: Path, model, optimizer, scheduler, scaler, ema, lookahead, state: FitState) -> None:
     """Load every piece of training state a checkpoint holds back into the live objects."""
     ck = load_checkpoint(ckpt_path)
     model.load_state_dict(ck["model"])
@@ -401,6 +433,8 @@ def _resume(ckpt_path: Path, model, optimizer, scheduler, scaler, ema, state: Fi
         ema.load_state_dict(ck["ema"])
     for k, v in ck["fit_state"].items():
         setattr(state, k, v)  # the same object the scheduler reads lr_scale from
+    if lookahead is not None:
+        lookahead.load_state_dict(ck.get("slow"))
 
 
 def _training_form(model: nn.Module, cfg: TrainConfig, device: torch.device, world: int) -> tuple[nn.Module, bool]:
@@ -479,9 +513,10 @@ def fit(
     scheduler = build_scheduler(optimizer, len(train_loader), cfg, state)
     ema = build_ema(model, cfg.ema) if cfg.ema else None
     judged = ema.module if ema is not None else model  # the weights validation, best.safetensors and the test use
+    lookahead = Lookahead(model, cfg.lookahead, cfg.lookahead_alpha) if cfg.lookahead else None
 
     if resume and ckpt_path.exists():
-        _resume(ckpt_path, model, optimizer, scheduler, scaler, ema, state)
+        _resume(ckpt_path, model, optimizer, scheduler, scaler, ema, lookahead, state)
         if state.epoch < cfg.epochs:
             log(f"resuming from {ckpt_path} after epoch {state.epoch}")
 
@@ -508,6 +543,7 @@ def fit(
             stats = train_one_epoch(
                 train_model, train_loader, optimizer, scheduler, cfg, device=device, amp_dtype=amp_dtype,
                 scaler=scaler, epoch=epoch, progress=progress, on_bad_loss=last_good, compiling=compiling, ema=ema,
+                lookahead=lookahead,
                 on_step=None if tracker is None or not main else
                 lambda step, loss, lr, first=epoch * len(train_loader): tracker.log_step(first + step, loss, lr),
             )
@@ -541,6 +577,7 @@ def fit(
                 cuda_rng_states=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 scaler_state=scaler.state_dict() if scaler is not None else None,
                 ema_state=ema.state_dict() if ema is not None else None,
+                slow_state=lookahead.state_dict() if lookahead is not None else None,
             )
             _write_logs(out_dir, state.history)
             if tracker is not None:
