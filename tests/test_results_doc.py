@@ -16,6 +16,15 @@ def _script():
     return mod
 
 
+def _fake_run(folder: Path, train: dict, model: str = "resnet20", **results) -> Path:
+    """A run folder with what results.py reads of it: config.json, and results.json where ``results`` are given."""
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model": model, "num_classes": 10, "in_chans": 3, "train": train}))
+    if results:
+        (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
 def test_results_doc_is_generated_from_the_committed_raw_results():
     assert (ROOT / "docs" / "results.md").read_text() == _script().render(), \
         "docs/results.md is stale: run `python scripts/results.py doc`"
@@ -64,15 +73,10 @@ def test_readme_milestone_table_is_the_docs_table_in_short():
 
 def test_where_it_stands_gives_the_closest_recipe_over_its_seeds(tmp_path):
     mod = _script()
-    preset = json.loads(json.dumps(mod.get_preset("fast").to_dict()))
+    preset = mod.fast_preset()
 
     def run(name, val, test, **train):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "config.json").write_text(json.dumps({"model": "resnet20", "num_classes": 10, "in_chans": 3,
-                                                        "train": {**preset, **train}}))
-        (folder / "results.json").write_text(json.dumps({"best_val_top1": val, "test_top1": test, "tta": "flip"}))
-        return folder
+        return _fake_run(tmp_path / name, {**preset, **train}, best_val_top1=val, test_top1=test, tta="flip")
 
     a = run("a-s0", 0.905, 0.91, batch_size=128)
     b = run("a-s1", 0.901, 0.90, batch_size=128, seed=1)
@@ -94,7 +98,7 @@ def test_every_figure_the_page_links_is_drawn_from_the_results_and_committed():
     for name in linked:
         assert (ROOT / "docs" / "images" / name).stat().st_size > 0, f"docs/images/{name}: run `python scripts/results.py doc`"
     # The fast figure has one line per recipe (the test views left out: they do not touch training) ...
-    preset = json.loads(json.dumps(mod.get_preset("fast").to_dict()))
+    preset = mod.fast_preset()
     recipes = mod._recipes(mod.runs_under(mod.RESULTS / "fast"), preset, ignore=("tta",))
     val_axis = figures[mod.FAST_FIGURE].axes[0]
     assert [line.get_label() for line in val_axis.get_lines()] == list(recipes)
@@ -115,16 +119,11 @@ def test_every_figure_the_page_links_is_drawn_from_the_results_and_committed():
 
 def test_a_runs_protocol_reads_later_fields_as_their_defaults_and_leaves_out_what_cannot_apply(tmp_path):
     mod = _script()
-    preset = json.loads(json.dumps(mod.get_preset("fast").to_dict()))
+    preset = mod.fast_preset()
 
     def run(name, model, **train):
-        folder = tmp_path / name
-        folder.mkdir()
-        later = {"whiten_stem", "plain_grad_clip"} - set(train)
-        old = {k: v for k, v in {**preset, **train}.items() if k not in later}
-        (folder / "config.json").write_text(json.dumps({"model": model, "num_classes": 10, "in_chans": 3,
-                                                        "train": old}))  # recorded before those fields
-        return folder
+        later = {"whiten_stem", "plain_grad_clip"} - set(train)  # recorded before those fields
+        return _fake_run(tmp_path / name, {k: v for k, v in {**preset, **train}.items() if k not in later}, model)
 
     resnet = mod.protocol(run("r", "resnet20"))
     assert resnet["whiten_stem"] is False and "plain_grad_clip" not in resnet  # off then; no clip rule with BN
@@ -138,15 +137,10 @@ def test_a_runs_protocol_reads_later_fields_as_their_defaults_and_leaves_out_wha
 
 def test_each_change_is_read_against_the_recipe_one_knob_away_nearer_the_preset(tmp_path):
     mod = _script()
-    preset = json.loads(json.dumps(mod.get_preset("fast").to_dict()))
+    preset = mod.fast_preset()
 
     def run(name, val, **train):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "config.json").write_text(json.dumps({"model": "resnet20", "num_classes": 10, "in_chans": 3,
-                                                        "train": {**preset, **train}}))
-        (folder / "results.json").write_text(json.dumps({"best_val_top1": val}))
-        return folder
+        return _fake_run(tmp_path / name, {**preset, **train}, best_val_top1=val)
 
     runs = [run("p-s0", 0.90), run("p-s1", 0.92, seed=1),  # the preset, two seeds: 91.00 mean
             run("big", 0.905, batch_size=256, lr=0.2, tta="flip"),  # one knob (the views do not count)
