@@ -258,8 +258,8 @@ def ledger_section(runs: list[Path], preset: dict) -> list[str]:
 
     groups = _recipes(runs, preset, ignore=("tta",))
     proto = {k: protocol(members[0]) for k, members in groups.items()}
-    val = {k: statistics.mean(_json(r / "results.json")["best_val_top1"] for r in members)
-           for k, members in groups.items()}
+    seeds = {k: [_json(r / "results.json")["best_val_top1"] for r in members] for k, members in groups.items()}
+    val = {k: statistics.mean(v) for k, v in seeds.items()}
     near = {k: (len(knobs(proto[k], preset, ("tta",))), -len(groups[k]), k) for k in groups}
     pairs = [sorted((a, b), key=near.get) for i, a in enumerate(groups) for b in list(groups)[i + 1:]
              if len(knobs(proto[a], proto[b], ("tta",))) == 1]
@@ -269,8 +269,7 @@ def ledger_section(runs: list[Path], preset: dict) -> list[str]:
              base, f"{len(groups[var])} / {len(groups[base])}", pct(val[var]), pct(val[base]),
              f"{100 * (val[var] - val[base]):+.2f}"]
             for base, var in sorted(pairs, key=lambda p: (near[p[0]], val[p[0]] - val[p[1]]))]
-    spread = [statistics.stdev(_json(r / "results.json")["best_val_top1"] for r in members)
-              for members in groups.values() if len(members) > 1]
+    spread = [statistics.stdev(v) for v in seeds.values() if len(v) > 1]
     span = f"{100 * min(spread):.2f}" + (f" to {100 * max(spread):.2f}" if min(spread) != max(spread) else "") \
         if spread else ""
     note = (f" One recipe's seeds spread by a sample standard deviation of {span} points here: a difference of "

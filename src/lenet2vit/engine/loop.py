@@ -155,10 +155,9 @@ class Lookahead:
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {str(i): t for i, t in enumerate(self.slow)}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor] | None) -> None:
-        """Slow weights saved by :meth:`state_dict`; ``None``: they restart from the fast weights."""
-        for i, (t, p) in enumerate(zip(self.slow, self.params)):
-            t.copy_(state[str(i)] if state else p.detach())
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for i, t in enumerate(self.slow):
+            t.copy_(state[str(i)])
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, cfg: TrainConfig, state=None):
@@ -433,8 +432,8 @@ def _resume(ckpt_path: Path, model, optimizer, scheduler, scaler, ema, lookahead
         ema.load_state_dict(ck["ema"])
     for k, v in ck["fit_state"].items():
         setattr(state, k, v)  # the same object the scheduler reads lr_scale from
-    if lookahead is not None:
-        lookahead.load_state_dict(ck.get("slow"))
+    if lookahead is not None:  # the run folder's protocol check keeps a checkpoint without them from here
+        lookahead.load_state_dict(ck["slow"])
 
 
 def _training_form(model: nn.Module, cfg: TrainConfig, device: torch.device, world: int) -> tuple[nn.Module, bool]:
