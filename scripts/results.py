@@ -96,7 +96,8 @@ def machine(cfg: dict, res: dict) -> str:
     env = cfg.get("environment") or res.get("environment") or {}  # as the run started
     cpu = (env.get("cpu") or env.get("processor") or "?") + (f" ({env['cpu_capability']})" if env.get("cpu_capability") else "")
     threads = env.get("cpu_threads", "?")
-    return f"{cpu}, {threads} thread{'' if threads == 1 else 's'}, torch {env.get('torch', '?')}"
+    amp = {"bfloat16": "bf16 autocast", "float16": "fp16 autocast"}.get(res.get("amp"), res.get("amp") or "?")
+    return f"{cpu}, {threads} thread{'' if threads == 1 else 's'}, {amp}, torch {env.get('torch', '?')}"
 
 
 def commit(cfg: dict, res: dict) -> str:
@@ -536,6 +537,8 @@ def milestone_section() -> str:
             "> RUN/eval-tta-none.json`); the target is read against the test figure with the recipe's views.", "",
             table(["model", "batch norm", "recipe: changes to `fast`", "runs tried", "best val top-1 %",
                    "test, one view %", "test top-1 % (views)", "target %", "met", "train minutes", "train img/s"], rows), "",
+            "Train minutes and img/s are each run's own machine and precision, named under \"Where each row comes",
+            "from\" below: compare them only between rows on the same machine (`lenet2vit bench` measures models side by side).", "",
             "Validation top-1 (%) after each epoch, of the run in the table:", "",
             table(["model", "epochs 1 ... 10"], curves), "",
             f"![validation top-1 and training loss per epoch of each model's run in the table](images/{MILESTONE_FIGURE})",

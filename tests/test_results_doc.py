@@ -41,6 +41,14 @@ def test_every_committed_result_names_its_command_commit_and_machine():
         assert all("other_load" in h for h in history), run  # the machine's load during each epoch
 
 
+def test_each_rows_machine_names_the_precision_it_trained_in():
+    mod = _script()
+    cfg = {"environment": {"cpu": "AMD EPYC", "cpu_capability": "AVX2", "cpu_threads": 2, "torch": "2.9"}}
+    assert mod.machine(cfg, {"amp": "fp32"}) == "AMD EPYC (AVX2), 2 threads, fp32, torch 2.9"
+    assert ", bf16 autocast," in mod.machine(cfg, {"amp": "bfloat16"})
+    assert ", ?," in mod.machine(cfg, {})  # a result that did not record it says so
+
+
 def test_collect_copies_results_and_never_weights(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
