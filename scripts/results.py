@@ -92,12 +92,16 @@ def loaded(res: dict) -> bool:
     return any((h.get("other_load") or 0) > LOADED_CPUS for h in res.get("history", []))
 
 
+def precision(res: dict) -> str:
+    """The precision a run trained in, as its results.json names it."""
+    return {"bfloat16": "bf16 autocast", "float16": "fp16 autocast"}.get(res.get("amp"), res.get("amp") or "?")
+
+
 def machine(cfg: dict, res: dict) -> str:
     env = cfg.get("environment") or res.get("environment") or {}  # as the run started
     cpu = (env.get("cpu") or env.get("processor") or "?") + (f" ({env['cpu_capability']})" if env.get("cpu_capability") else "")
     threads = env.get("cpu_threads", "?")
-    amp = {"bfloat16": "bf16 autocast", "float16": "fp16 autocast"}.get(res.get("amp"), res.get("amp") or "?")
-    return f"{cpu}, {threads} thread{'' if threads == 1 else 's'}, {amp}, torch {env.get('torch', '?')}"
+    return f"{cpu}, {threads} thread{'' if threads == 1 else 's'}, {precision(res)}, torch {env.get('torch', '?')}"
 
 
 def commit(cfg: dict, res: dict) -> str:
@@ -625,9 +629,10 @@ def milestone_readme() -> str:
     for model, best in _table_runs().items():
         cfg, res = _json(best / "config.json"), _json(best / "results.json")
         env = cfg.get("environment") or {}
-        cpus.add(f"{env.get('logical_cpus', '?')}-core {env.get('cpu') or '?'}")
+        cpus.add(f"{env.get('logical_cpus', '?')}-core {env.get('cpu') or '?'}"
+                 + (f" ({env['cpu_capability']})" if env.get("cpu_capability") else ""))
         rows.append([f"`{model}`", f"{100 * res['test_top1']:.2f}",
-                     f"{res['train_seconds'] / 60:.0f}" + (" (loaded)" if loaded(res) else "")])
+                     f"{res['train_seconds'] / 60:.0f}" + (" (loaded)" if loaded(res) else ""), precision(res)])
     if not rows:
         return "Not measured yet (`results/milestone`)."
     return "\n".join([
@@ -635,8 +640,9 @@ def milestone_readme() -> str:
         f"10k test) on a {' / '.join(sorted(cpus))} CPU with the recipe chosen on validation (`fast` or a variant); "
         "test top-1 with the recipe's test-time views. Every run, curve, command and target: "
         "[docs/results.md](docs/results.md#the-milestone-table-cifar-forms-at-10-epochs)."
-        + (" A time marked \"(loaded)\" was taken beside other work." if any("loaded" in r[2] for r in rows) else ""), "",
-        table(["model", "test top-1 %", "train minutes"], rows)])
+        + (" A time marked \"(loaded)\" was taken beside other work." if any("loaded" in r[2] for r in rows) else "")
+        + (" Minutes compare only between rows on the same CPU and precision." if len(cpus) > 1 or len({r[3] for r in rows}) > 1 else ""),
+        "", table(["model", "test top-1 %", "train minutes", "precision"], rows)])
 
 
 def render_readme(text: str) -> str:

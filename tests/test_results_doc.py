@@ -77,6 +77,10 @@ def test_readme_milestone_table_is_the_docs_table_in_short():
     full = dict(re.findall(r"^\| `(\w+)` \| (?:yes|no) \|(?:[^|]*\|){4} ([\d.]+) \(", doc, flags=re.M))
     short = dict(re.findall(r"^\| `(\w+)` \| ([\d.]+) \| \d+", readme, flags=re.M))
     assert full and short == full  # every model of the milestone table, at the same test figure
+    section = doc.split("## The milestone table")[1].split("\n## ")[0]
+    trained_in = dict(re.findall(r"^- `(\w+)`: .*, \d+ threads?, ([^,]+), torch ", section, flags=re.M))
+    precision = dict(re.findall(r"^\| `(\w+)` \| [\d.]+ \| [^|]+ \| ([^|]+?) \|$", readme, flags=re.M))
+    assert precision == {m: trained_in[m] for m in full}  # each row's minutes name the precision they were taken in
 
 
 def test_where_it_stands_gives_the_closest_recipe_over_its_seeds(tmp_path):
