@@ -97,9 +97,14 @@ def precision(res: dict) -> str:
     return {"bfloat16": "bf16 autocast", "float16": "fp16 autocast"}.get(res.get("amp"), res.get("amp") or "?")
 
 
+def cpu_name(env: dict) -> str:
+    """The CPU a run's environment names, with its vector capability where recorded."""
+    return (env.get("cpu") or env.get("processor") or "?") + (f" ({env['cpu_capability']})" if env.get("cpu_capability") else "")
+
+
 def machine(cfg: dict, res: dict) -> str:
     env = cfg.get("environment") or res.get("environment") or {}  # as the run started
-    cpu = (env.get("cpu") or env.get("processor") or "?") + (f" ({env['cpu_capability']})" if env.get("cpu_capability") else "")
+    cpu = cpu_name(env)
     threads = env.get("cpu_threads", "?")
     return f"{cpu}, {threads} thread{'' if threads == 1 else 's'}, {precision(res)}, torch {env.get('torch', '?')}"
 
@@ -629,8 +634,7 @@ def milestone_readme() -> str:
     for model, best in _table_runs().items():
         cfg, res = _json(best / "config.json"), _json(best / "results.json")
         env = cfg.get("environment") or {}
-        cpus.add(f"{env.get('logical_cpus', '?')}-core {env.get('cpu') or '?'}"
-                 + (f" ({env['cpu_capability']})" if env.get("cpu_capability") else ""))
+        cpus.add(f"{env.get('logical_cpus', '?')}-core {cpu_name(env)}")
         rows.append([f"`{model}`", f"{100 * res['test_top1']:.2f}",
                      f"{res['train_seconds'] / 60:.0f}" + (" (loaded)" if loaded(res) else ""), precision(res)])
     if not rows:
